@@ -1,0 +1,5 @@
+// dkq/ring.hpp - all host rings.
+#pragma once
+#include "dkq/ring/mpmc_ring.hpp"
+#include "dkq/ring/ring_span.hpp"
+#include "dkq/ring/spsc_ring.hpp"
