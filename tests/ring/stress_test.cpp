@@ -33,7 +33,7 @@ std::uint64_t items_per_producer() {
     if (n > 0) return static_cast<std::uint64_t>(n);
   }
 #if defined(DKQ_TSAN)
-  return 20000;
+  return 100000;
 #else
   return 200000;
 #endif
