@@ -1,0 +1,72 @@
+// device::open's checks before any ioctl: each failure a user can fix comes
+// with a text that says what to do.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "dkq/platform/vfio/device.hpp"
+#include "platform/fake_sysfs.hpp"
+
+namespace vfio = dkq::vfio;
+using dkq::errc;
+using dkq_test::fake_sysfs;
+
+namespace {
+vfio::open_options opts(const fake_sysfs& t) {
+  vfio::open_options o;
+  o.sysfs_root = t.sys();
+  o.dev_root = t.dev();
+  o.backend = vfio::iommu_backend::container;
+  return o;
+}
+}  // namespace
+
+TEST(OpenErrors, BadAddressAndMissingDevice) {
+  fake_sysfs t;
+  std::string why;
+  auto a = vfio::device::open("nvme0", opts(t), &why);
+  ASSERT_FALSE(a.ok());
+  EXPECT_EQ(a.error().code(), errc::invalid_argument);
+  EXPECT_NE(why.find("0000:01:00.0"), std::string::npos) << why;
+  auto b = vfio::device::open("0000:00:09.0", opts(t), &why);
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(why.find("no PCI device 0000:00:09.0"), std::string::npos) << why;
+}
+
+TEST(OpenErrors, NoIommuGroup) {
+  fake_sysfs t;
+  t.add_device("0000:00:04.0", "0x1b36", "0x0010", "0x010802", "nvme", -1);
+  std::string why;
+  auto d = vfio::device::open("0000:00:04.0", opts(t), &why);
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.error().code(), errc::not_supported);
+  EXPECT_NE(why.find("no IOMMU group"), std::string::npos) << why;
+}
+
+TEST(OpenErrors, NotBoundToVfioPrintsBindCommands) {
+  fake_sysfs t;
+  t.add_device("0000:00:04.0", "0x1b36", "0x0010", "0x010802", "nvme", 3);
+  std::string why;
+  auto d = vfio::device::open("0000:00:04.0", opts(t), &why);
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.error().code(), errc::invalid_argument);
+  EXPECT_STREQ(d.error().message(), "device is not bound to vfio-pci");
+  EXPECT_NE(why.find("echo vfio-pci | sudo tee /sys/bus/pci/devices/0000:00:04.0/driver_override"), std::string::npos) << why;
+}
+
+TEST(OpenErrors, VfioNotLoaded) {
+  fake_sysfs t;
+  t.add_device("0000:00:04.0", "0x1b36", "0x0010", "0x010802", "vfio-pci", 3);
+  std::string why;
+  auto d = vfio::device::open("0000:00:04.0", opts(t), &why);
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.error().code(), errc::not_supported);
+  EXPECT_NE(why.find("modprobe vfio-pci"), std::string::npos) << why;
+}
+
+TEST(OpenErrors, DmaConstraintsBelow4G) {
+  constexpr auto c = vfio::dma_constraints::below_4g();
+  static_assert(c.limit == (1ull << 32));
+  static_assert(c.align == 4096);
+  SUCCEED();
+}
