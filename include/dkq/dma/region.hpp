@@ -54,4 +54,22 @@ struct dma_region {
   }
 };
 
+// One device-visible byte range of a transfer: what an IOMMU mapping, an
+// IODMACommand segment or a scatterlist entry hands a driver. Builders and the
+// splitter consume spans of these; a segment never owns memory.
+struct dma_segment {
+  dev_addr addr{};
+  std::uint64_t len = 0;
+
+  friend constexpr bool operator==(const dma_segment&, const dma_segment&) noexcept = default;
+};
+
+// Which way data moves, seen from the host. Bounce buffers copy in before a
+// transfer to the device and copy out after a transfer from it.
+enum class dma_direction : std::uint8_t {
+  to_device,      // a write: the device reads host memory
+  from_device,    // a read: the device writes host memory
+  bidirectional,  // both (rare: vendor commands that update a buffer in place)
+};
+
 }  // namespace dkq
