@@ -1,0 +1,315 @@
+// dkq/queue/tag_table.hpp - command identifiers with generations, deadlines and
+// a timeout scan.
+//
+// A command identifier (NVMe CID, MFI context) is 16 bits: the low index_bits
+// select a slot, the high bits carry the slot's generation, bumped every time
+// the slot is reused. A completion is delivered only if its identifier names a
+// slot that is in flight *with that generation*; everything else is an error
+// value and is never delivered:
+//
+//   errc::protocol_error  the index is outside the table (a device lying, or
+//                         reading garbage)
+//   errc::stale           the slot is free or reused and the generation is an
+//                         older one, or the command already timed out and
+//                         belongs to the recovery path (a late completion)
+//   errc::duplicate       the slot is free and the generation is the one that
+//                         just completed (a second completion for the same
+//                         command)
+//
+// Linux does the same (nvme_cid = genctr << 12 | tag, nvme_find_rq "request
+// ... genctr mismatch"). With g generation bits, a completion that is exactly a
+// multiple of 2^g reuses late still aliases; the table keeps at least 2 bits
+// and as many as the index leaves (a 1024-tag table keeps 6).
+//
+// Deadlines: acquire() takes an absolute deadline in the caller's time base
+// (nanoseconds of a monotonic clock, ticks, anything increasing); the core
+// never reads a clock. timeout_scan(now, on_expired) hands every command whose
+// deadline passed to the caller's recovery path exactly once and marks it
+// timed_out: from then on its completion is stale, and only the recovery path
+// frees the slot (release_timed_out() after an abort completed, or
+// cancel_all() on a controller reset). So every command leaves the table once:
+// by complete(), by release_timed_out() or by cancel_all().
+//
+// Identifier 0xFFFF is never handed out: NVMe reserves it in error log entries
+// for "not associated with a command" (NVMe base spec, Error Information log
+// page, Command ID field).
+//
+// One owner thread, like the queue pair it serves (see submission_queue.hpp).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <new>
+#include <span>
+#include <type_traits>
+
+#include "dkq/base/bits.hpp"
+#include "dkq/base/status.hpp"
+
+namespace dkq {
+
+inline constexpr std::uint64_t no_deadline = std::numeric_limits<std::uint64_t>::max();
+
+enum class tag_state : std::uint8_t { free, in_flight, timed_out };
+
+struct tag_counters {
+  std::uint64_t acquired = 0;
+  std::uint64_t completed = 0;
+  std::uint64_t stale = 0;
+  std::uint64_t duplicate = 0;
+  std::uint64_t out_of_range = 0;
+  std::uint64_t timed_out = 0;
+  std::uint64_t late_completions = 0;  // stale completions of timed-out commands
+};
+
+template <class Ctx>
+class tag_table {
+  static_assert(std::is_trivially_copyable_v<Ctx>, "tag contexts are small trivially copyable values");
+
+ public:
+  // Largest table: 2^14 slots, leaving 2 generation bits.
+  static constexpr std::uint32_t max_tags = 1u << 14;
+
+  struct slot {
+    Ctx ctx;
+    std::uint64_t deadline;
+    std::uint16_t gen;        // generation of the current (or last) occupant
+    std::uint16_t next_free;  // free-list link
+    tag_state state;
+    bool late_seen;           // a completion arrived after the timeout
+  };
+
+  tag_table() noexcept = default;
+  tag_table(const tag_table&) = delete;
+  tag_table& operator=(const tag_table&) = delete;
+  ~tag_table() { delete[] owned_; }
+
+  // Allocate `count` slots once, here (1 .. max_tags).
+  status init(std::uint32_t count) noexcept {
+    if (count == 0 || count > max_tags) return {errc::invalid_argument, "tag count must be 1..16384", count};
+    delete[] owned_;
+    owned_ = new (std::nothrow) slot[count];
+    if (owned_ == nullptr) return {errc::no_memory, "tag table allocation failed"};
+    attach(owned_, count);
+    return ok_status;
+  }
+  // Caller-provided slots (storage.size() is the count).
+  status init(std::span<slot> storage) noexcept {
+    if (storage.data() == nullptr || storage.empty() || storage.size() > max_tags)
+      return {errc::invalid_argument, "tag storage must hold 1..16384 slots", storage.size()};
+    delete[] owned_;
+    owned_ = nullptr;
+    attach(storage.data(), static_cast<std::uint32_t>(storage.size()));
+    return ok_status;
+  }
+
+  constexpr std::uint32_t capacity() const noexcept { return count_; }
+  constexpr std::uint32_t in_flight() const noexcept { return busy_; }
+  constexpr std::uint32_t available() const noexcept { return count_ - busy_; }
+  constexpr unsigned index_bits() const noexcept { return index_bits_; }
+  constexpr const tag_counters& counters() const noexcept { return counters_; }
+
+  // Take a free slot for `ctx`; returns its identifier, or no_space.
+  DKQ_ALWAYS_INLINE result<std::uint16_t> acquire(const Ctx& ctx, std::uint64_t deadline = no_deadline) noexcept {
+    if (DKQ_UNLIKELY(free_head_ == end_of_list)) return status{errc::no_space, "all command tags are in use"};
+    const std::uint16_t idx = free_head_;
+    slot& s = slots_[idx];
+    free_head_ = s.next_free;
+    s.ctx = ctx;
+    s.deadline = deadline;
+    s.state = tag_state::in_flight;
+    s.late_seen = false;
+    ++busy_;
+    ++counters_.acquired;
+    return make_cid(idx, s.gen);
+  }
+
+  // Give back an identifier that was acquired but never reached the device
+  // (building the command failed). Not for completions.
+  status cancel(std::uint16_t cid) noexcept {
+    slot* s = find_in_flight(cid);
+    if (s == nullptr) return {errc::invalid_argument, "cancel of a tag that is not in flight", cid};
+    free_slot(index_of(cid));
+    return ok_status;
+  }
+
+  // Map a completion's identifier back to its context and free the slot.
+  // Errors (see the header comment) free nothing and deliver nothing.
+  DKQ_ALWAYS_INLINE result<Ctx> complete(std::uint16_t cid) noexcept {
+    const std::uint32_t idx = index_of(cid);
+    if (DKQ_UNLIKELY(idx >= count_)) {
+      ++counters_.out_of_range;
+      return status{errc::protocol_error, "completion identifier outside the tag table", cid};
+    }
+    slot& s = slots_[idx];
+    const std::uint16_t gen = gen_of(cid);
+    if (DKQ_LIKELY(s.state == tag_state::in_flight && s.gen == gen)) {
+      const Ctx ctx = s.ctx;
+      free_slot(idx);
+      ++counters_.completed;
+      return ctx;
+    }
+    return classify_bad(s, gen, cid);
+  }
+
+  // Context of an in-flight or timed-out command, or nullptr (no state change).
+  Ctx* context(std::uint16_t cid) noexcept {
+    const std::uint32_t idx = index_of(cid);
+    if (idx >= count_) return nullptr;
+    slot& s = slots_[idx];
+    if (s.state == tag_state::free || s.gen != gen_of(cid)) return nullptr;
+    return &s.ctx;
+  }
+  tag_state state(std::uint16_t cid) const noexcept {
+    const std::uint32_t idx = index_of(cid);
+    if (idx >= count_ || slots_[idx].gen != gen_of(cid)) return tag_state::free;
+    return slots_[idx].state;
+  }
+  // Did a completion arrive for this timed-out command after its timeout?
+  // (The recovery path may then skip the abort.)
+  bool completed_late(std::uint16_t cid) const noexcept {
+    const std::uint32_t idx = index_of(cid);
+    return idx < count_ && slots_[idx].gen == gen_of(cid) && slots_[idx].state == tag_state::timed_out &&
+           slots_[idx].late_seen;
+  }
+
+  // Move a command's deadline (e.g. a retry). Only for in-flight commands.
+  status set_deadline(std::uint16_t cid, std::uint64_t deadline) noexcept {
+    slot* s = find_in_flight(cid);
+    if (s == nullptr) return {errc::invalid_argument, "deadline for a tag that is not in flight", cid};
+    s->deadline = deadline;
+    return ok_status;
+  }
+
+  // Hand every in-flight command whose deadline is <= now to
+  // on_expired(std::uint16_t cid, Ctx& ctx) once, and mark it timed out.
+  // Returns how many expired. O(capacity): run it from a periodic timer, not
+  // per I/O (Linux runs blk-mq timeouts from a timer the same way).
+  template <class OnExpired>
+  std::uint32_t timeout_scan(std::uint64_t now, OnExpired&& on_expired) noexcept {
+    std::uint32_t expired = 0;
+    std::uint32_t seen = 0;
+    for (std::uint32_t i = 0; i < count_ && seen < busy_; ++i) {
+      slot& s = slots_[i];
+      if (s.state == tag_state::free) continue;
+      ++seen;
+      if (s.state == tag_state::in_flight && s.deadline <= now) {
+        s.state = tag_state::timed_out;
+        ++expired;
+        ++counters_.timed_out;
+        on_expired(make_cid(static_cast<std::uint16_t>(i), s.gen), s.ctx);
+      }
+    }
+    return expired;
+  }
+
+  // The recovery path is done with a timed-out command (it aborted it and the
+  // abort completed, or it completed the request with an error): free the slot.
+  result<Ctx> release_timed_out(std::uint16_t cid) noexcept {
+    const std::uint32_t idx = index_of(cid);
+    if (idx >= count_ || slots_[idx].gen != gen_of(cid) || slots_[idx].state != tag_state::timed_out)
+      return status{errc::invalid_argument, "release of a tag that has not timed out", cid};
+    const Ctx ctx = slots_[idx].ctx;
+    free_slot(idx);
+    return ctx;
+  }
+
+  // Controller reset: the device forgets every command. Hand each occupied
+  // slot to f(std::uint16_t cid, Ctx& ctx, bool was_timed_out) once and free
+  // it. Returns how many.
+  template <class F>
+  std::uint32_t cancel_all(F&& f) noexcept {
+    std::uint32_t n = 0;
+    for (std::uint32_t i = 0; i < count_ && busy_ != 0; ++i) {
+      slot& s = slots_[i];
+      if (s.state == tag_state::free) continue;
+      const bool was_timed_out = s.state == tag_state::timed_out;
+      f(make_cid(static_cast<std::uint16_t>(i), s.gen), s.ctx, was_timed_out);
+      free_slot(i);
+      ++n;
+    }
+    return n;
+  }
+
+ private:
+  static constexpr std::uint16_t end_of_list = 0xffff;
+
+  void attach(slot* s, std::uint32_t count) noexcept {
+    slots_ = s;
+    count_ = count;
+    index_bits_ = count <= 1 ? 0 : log2_floor(round_up_pow2(count));
+    gen_mask_ = static_cast<std::uint16_t>((1u << (16 - index_bits_)) - 1);
+    busy_ = 0;
+    counters_ = {};
+    for (std::uint32_t i = 0; i < count; ++i) {
+      slots_[i] = slot{};
+      slots_[i].state = tag_state::free;
+      slots_[i].next_free = i + 1 < count ? static_cast<std::uint16_t>(i + 1) : end_of_list;
+    }
+    free_head_ = 0;
+  }
+
+  DKQ_ALWAYS_INLINE std::uint32_t index_of(std::uint16_t cid) const noexcept {
+    return cid & ((1u << index_bits_) - 1);
+  }
+  DKQ_ALWAYS_INLINE std::uint16_t gen_of(std::uint16_t cid) const noexcept {
+    return static_cast<std::uint16_t>(cid >> index_bits_);
+  }
+  DKQ_ALWAYS_INLINE std::uint16_t make_cid(std::uint16_t idx, std::uint16_t gen) const noexcept {
+    return static_cast<std::uint16_t>((static_cast<std::uint32_t>(gen) << index_bits_) | idx);
+  }
+
+  DKQ_ALWAYS_INLINE void free_slot(std::uint32_t idx) noexcept {
+    slot& s = slots_[idx];
+    s.state = tag_state::free;
+    // Next occupant gets the next generation; skip the one value that would
+    // make the identifier 0xFFFF.
+    std::uint16_t g = static_cast<std::uint16_t>((s.gen + 1) & gen_mask_);
+    if (make_cid(static_cast<std::uint16_t>(idx), g) == 0xffff) g = static_cast<std::uint16_t>((g + 1) & gen_mask_);
+    s.gen = g;
+    s.next_free = free_head_;
+    free_head_ = static_cast<std::uint16_t>(idx);
+    --busy_;
+  }
+
+  slot* find_in_flight(std::uint16_t cid) noexcept {
+    const std::uint32_t idx = index_of(cid);
+    if (idx >= count_) return nullptr;
+    slot& s = slots_[idx];
+    return s.state == tag_state::in_flight && s.gen == gen_of(cid) ? &s : nullptr;
+  }
+
+  DKQ_NOINLINE status classify_bad(slot& s, std::uint16_t gen, std::uint16_t cid) noexcept {
+    if (s.state == tag_state::timed_out && s.gen == gen) {
+      s.late_seen = true;
+      ++counters_.stale;
+      ++counters_.late_completions;
+      return {errc::stale, "completion for a command that already timed out", cid};
+    }
+    // A free slot's gen is the *next* occupant's; the command that just left
+    // carried the previous value (one or two back if 0xFFFF was skipped).
+    if (s.state == tag_state::free && gen != s.gen) {
+      std::uint16_t prev = static_cast<std::uint16_t>((s.gen - 1) & gen_mask_);
+      if (make_cid(static_cast<std::uint16_t>(&s - slots_), prev) == 0xffff)
+        prev = static_cast<std::uint16_t>((prev - 1) & gen_mask_);
+      if (gen == prev) {
+        ++counters_.duplicate;
+        return {errc::duplicate, "second completion for the same command", cid};
+      }
+    }
+    ++counters_.stale;
+    return {errc::stale, "completion for a command that is no longer in flight", cid};
+  }
+
+  slot* slots_ = nullptr;
+  slot* owned_ = nullptr;
+  std::uint32_t count_ = 0;
+  std::uint32_t busy_ = 0;
+  unsigned index_bits_ = 0;
+  std::uint16_t gen_mask_ = 0;
+  std::uint16_t free_head_ = end_of_list;
+  tag_counters counters_{};
+};
+
+}  // namespace dkq
