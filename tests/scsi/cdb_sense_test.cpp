@@ -246,3 +246,40 @@ TEST(ScsiData, ReadCapacity) {
   EXPECT_EQ(r->lbppbe, 3);
   EXPECT_FALSE(sc::parse_read_capacity_16(c16.data(), 11).ok());
 }
+
+#include "dkq/scsi/mfi.hpp"
+
+namespace mfi = dkq::scsi::mfi;
+
+TEST(Mfi, FirmwareStatusDecode) {
+  // QEMU megasas-gen2 defaults: READY, MSI-X capable, 80 SGEs (0x50), 1008 commands.
+  const auto s = mfi::fw_status::decode(0xB0000000u | 0x04000000u | (0x50u << 16) | 1008u);
+  EXPECT_EQ(s.state, mfi::fw_state::ready);
+  EXPECT_TRUE(s.msix_supported);
+  EXPECT_EQ(s.max_sge, 0x50u);
+  EXPECT_EQ(s.max_cmds, 1008u);
+  EXPECT_STREQ(mfi::fw_state_name(mfi::fw_status::decode(0xF0000000u).state), "FAULT");
+  EXPECT_STREQ(mfi::fw_state_name(mfi::fw_state::operational), "OPERATIONAL");
+}
+
+TEST(Mfi, QueuePortValue) {
+  auto v = mfi::queue_port_value(dkq::dev_addr{0x12345640}, 2);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(*v, 0x12345640u | (2u << 1) | 1u);
+  EXPECT_EQ(mfi::queue_port_value(dkq::dev_addr{0x12345650}, 0).error().code(), dkq::errc::invalid_argument);
+  EXPECT_EQ(mfi::queue_port_value(dkq::dev_addr{0x1'0000'0000ull}, 0).error().code(), dkq::errc::constraint);
+  EXPECT_EQ(mfi::queue_port_value(dkq::dev_addr{0x1000}, 16).error().code(), dkq::errc::invalid_argument);
+}
+
+TEST(Mfi, StatusMapping) {
+  EXPECT_TRUE(mfi::to_status(mfi::stat::ok, 0).ok());
+  auto s = mfi::to_status(mfi::stat::scsi_done_with_error, 0x02);
+  EXPECT_EQ(s.code(), dkq::errc::device_error);
+  EXPECT_STREQ(s.message(), "MFI_STAT_SCSI_DONE_WITH_ERROR");
+  EXPECT_EQ(s.detail(), 0x2d02u);
+  EXPECT_EQ(mfi::to_status(mfi::stat::ld_lba_out_of_range, 0).code(), dkq::errc::out_of_range);
+  EXPECT_EQ(mfi::to_status(mfi::stat::device_not_found, 0).code(), dkq::errc::not_supported);
+  EXPECT_EQ(mfi::to_status(mfi::stat::invalid_status, 0).code(), dkq::errc::protocol_error);
+  for (unsigned c = 0; c <= 0x38; ++c)
+    EXPECT_STRNE(mfi::status_name(static_cast<std::uint8_t>(c)), "unknown MFI status") << c;
+}
