@@ -72,6 +72,50 @@ bool run() {
 }
 }  // namespace queue_check
 
+// DMA layer and scatter-gather builders over static "DMA" memory.
+namespace dma_check {
+alignas(4096) unsigned char pool_mem[4 * 4096];
+alignas(4096) unsigned char bounce_mem[2 * 4096];
+alignas(16) unsigned char frame[256];
+bool run() {
+  const dkq::dev_addr base{0x10'0000};
+  dkq::dma_pool pool;
+  if (!pool.init({pool_mem, base, sizeof pool_mem}, 4096, 4096, 4096)) return false;
+  auto page = pool.get();
+  if (!page.ok()) return false;
+  const dkq::dma_segment data[2] = {{dkq::dev_addr{0x20'0200}, 4096 - 0x200}, {dkq::dev_addr{0x40'0000}, 3 * 4096}};
+  auto prp = dkq::nvme::build_prp(dkq::nvme::prp_config{}, data, std::span<const dkq::dma_region>(&page->mem, 1));
+  auto sgl = dkq::nvme::build_sgl(dkq::nvme::sgl_caps::from_sgls(2), data,
+                                  std::span<const dkq::dma_region>(&page->mem, 1));
+  auto pick = dkq::nvme::choose_data_pointer(dkq::nvme::dptr_policy{}, dkq::nvme::prp_config{}, data);
+  auto mdts = dkq::nvme::prp_mdts_chunk(dkq::nvme::prp_config{4096, 8192}, data, 0, 512);
+  auto mfi = dkq::scsi::build_mfi_sgl(dkq::scsi::mfi_sgl_format::sgl64, data,
+                                      std::span<std::byte>(reinterpret_cast<std::byte*>(frame), sizeof frame), 128);
+  auto ieee = dkq::scsi::build_ieee_sgl(data, std::span<std::byte>(reinterpret_cast<std::byte*>(frame), sizeof frame),
+                                        16, std::span<const dkq::dma_region>(&page->mem, 1));
+  dkq::dma_constraints c;
+  c.addressable_bits = 32;
+  c.boundary = 4096;
+  dkq::dma_segment out[8];
+  auto split = dkq::split_segments(c, data, out);
+  if (!prp.ok() || !sgl.ok() || !pick.ok() || !mdts.ok() || !mfi.ok() || !ieee.ok() || !split.ok()) return false;
+  if (!pool.put(*page)) return false;
+  dkq::iova_allocator iova;
+  if (!iova.init(dkq::dev_addr{0x1000}, 1u << 30)) return false;
+  auto low = iova.alloc_below_bits(8192, 32);
+  if (!low.ok() || !iova.free(*low, 8192)) return false;
+  dkq::dma_pool chunks;
+  if (!chunks.init({bounce_mem, dkq::dev_addr{0x30'0000}, sizeof bounce_mem}, 4096, 4096)) return false;
+  dkq::bounce_buffer bb;
+  if (!bb.init(chunks, c)) return false;
+  unsigned char host[100] = {1};
+  dkq::dma_pool::object slots[2];
+  dkq::dma_segment segs[2];
+  auto m = bb.map(host, sizeof host, dkq::dma_direction::bidirectional, slots, segs);
+  return m.ok() && bb.complete(*m, slots).ok();
+}
+}  // namespace dma_check
+
 int main() {
   dkq::spsc_ring<elem> s;
   dkq::mpsc_ring<elem> m;
@@ -83,5 +127,6 @@ int main() {
   dkq::result<int> r = dkq::status{dkq::errc::timeout, "x"};
   if (r.ok() || r.error().code() != dkq::errc::timeout) return 4;
   if (!queue_check::run()) return 50;
+  if (!dma_check::run()) return 60;
   return 0;
 }
