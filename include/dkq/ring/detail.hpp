@@ -60,33 +60,33 @@ class owned_slots {
   T* slots_ = nullptr;
 };
 
+// Copy one contiguous run. Pointer + size_t index and __restrict (the ring's
+// slots never overlap the caller's buffer) let the compiler emit a vectorized
+// copy; an index of the form uint32 `idx + i` may wrap, which blocks it.
+template <class T>
+DKQ_ALWAYS_INLINE void copy_run(T* __restrict dst, const T* __restrict src, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i) dst[i] = src[i];
+}
+
 // Copy n elements into the ring at masked index `idx`, splitting at the wrap.
 template <class T>
 DKQ_ALWAYS_INLINE void copy_in(T* slots, std::uint32_t mask, std::uint32_t idx, const T* src,
                                std::uint32_t n) noexcept {
-  const std::uint32_t size = mask + 1;
   idx &= mask;
-  if (DKQ_LIKELY(idx + n <= size)) {
-    for (std::uint32_t i = 0; i < n; ++i) slots[idx + i] = src[i];
-  } else {
-    const std::uint32_t first = size - idx;
-    for (std::uint32_t i = 0; i < first; ++i) slots[idx + i] = src[i];
-    for (std::uint32_t i = first; i < n; ++i) slots[i - first] = src[i];
-  }
+  const std::uint32_t to_end = mask + 1 - idx;
+  const std::uint32_t first = n <= to_end ? n : to_end;
+  copy_run(slots + idx, src, first);
+  if (DKQ_UNLIKELY(first != n)) copy_run(slots, src + first, n - first);
 }
 
 template <class T>
 DKQ_ALWAYS_INLINE void copy_out(const T* slots, std::uint32_t mask, std::uint32_t idx, T* dst,
                                 std::uint32_t n) noexcept {
-  const std::uint32_t size = mask + 1;
   idx &= mask;
-  if (DKQ_LIKELY(idx + n <= size)) {
-    for (std::uint32_t i = 0; i < n; ++i) dst[i] = slots[idx + i];
-  } else {
-    const std::uint32_t first = size - idx;
-    for (std::uint32_t i = 0; i < first; ++i) dst[i] = slots[idx + i];
-    for (std::uint32_t i = first; i < n; ++i) dst[i] = slots[i - first];
-  }
+  const std::uint32_t to_end = mask + 1 - idx;
+  const std::uint32_t first = n <= to_end ? n : to_end;
+  copy_run(dst, slots + idx, first);
+  if (DKQ_UNLIKELY(first != n)) copy_run(dst + first, slots, n - first);
 }
 
 template <class T, class U>
