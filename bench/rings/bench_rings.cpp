@@ -23,9 +23,11 @@
 // Every element is checked on arrival (producer id and sequence number): loss,
 // duplication or reordering aborts the benchmark with SkipWithError.
 #include <benchmark/benchmark.h>
+#include <sys/utsname.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -354,6 +356,54 @@ void pingpong_case(benchmark::State& st, const case_cfg* c) {
   set_counters(st, rt, 0, 0, 0);
 }
 
+// ---- one thread: push a batch, pop it back -------------------------------------
+//
+// DPDK's ring_perf "single lcore bulk enq+deq": no second core, so no
+// coherence traffic; what is left is the instruction cost of the calls and
+// copies. It is the least noisy case on a shared machine and the one to
+// compare when changing ring code (CPU time, not wall time).
+
+template <class Impl>
+void one_thread_case(benchmark::State& st, const case_cfg* c) {
+  if (!pin_self(cpu_for_role(0))) {
+    st.SkipWithError("pthread_setaffinity_np failed");
+    return;
+  }
+  auto& f = acquire<Impl>(c, c->capacity, false, cpu_for_role(0), 1);
+  typename Impl::producer p{*f.q};
+  typename Impl::consumer q{*f.q};
+  const std::uint32_t batch = c->batch;
+  std::uint64_t next = 1;
+  elem in[max_batch], out[max_batch];
+  for (auto _ : st) {
+    for (std::uint32_t i = 0; i < batch; ++i) in[i] = next + i;
+    std::uint32_t got = 0;
+    if (batch == 1) {
+      if (!p.push1(in[0]) || !q.pop1(out[0])) {
+        fail(st, f, "single push/pop failed on an empty ring");
+        break;
+      }
+      got = 1;
+    } else {
+      // The ring is empty and larger than a batch, so both calls move all.
+      if (p.push(in, batch) != batch) {
+        fail(st, f, "batch did not fit an empty ring");
+        break;
+      }
+      while (got < batch) got += q.pop(out + got, batch - got);
+    }
+    bool ok = true;
+    for (std::uint32_t i = 0; i < got; ++i) ok &= out[i] == next + i;
+    if (!ok) {
+      fail(st, f, "element lost, duplicated or out of order");
+      break;
+    }
+    next += batch;
+  }
+  const double items = static_cast<double>(st.iterations()) * batch;
+  set_counters(st, items, 0, 0, items);
+}
+
 // ---- registration -----------------------------------------------------------------
 
 std::vector<std::unique_ptr<case_cfg>>& configs() {
@@ -383,6 +433,20 @@ void add_pingpong() {
 template <class... Impls>
 void add_spsc_all(case_cfg c) {
   (add_stream<Impls>("spsc_stream", c), ...);
+}
+
+template <class Impl>
+void add_one_thread(case_cfg c) {
+  configs().push_back(std::make_unique<case_cfg>(c));
+  const case_cfg* cfg = configs().back().get();
+  std::string name = "spsc_1thread/cap:" + std::to_string(c.capacity) +
+                     "/batch:" + std::to_string(c.batch) + "/impl:" + Impl::name;
+  benchmark::RegisterBenchmark(name.c_str(), one_thread_case<Impl>, cfg);
+}
+
+template <class... Impls>
+void add_one_thread_all(case_cfg c) {
+  (add_one_thread<Impls>(c), ...);
 }
 
 template <class... Impls>
@@ -433,6 +497,9 @@ void register_all() {
   for (std::uint32_t cap : {64u, 1024u, 65536u})
     for (std::uint32_t batch : {1u, 8u, 32u, 256u})
       add_spsc_all<DKQ_SPSC_PEERS>(case_cfg{cap, batch, 1, 1});
+  for (std::uint32_t batch : {1u, 8u, 32u, 256u})
+    add_one_thread_all<dkq_impl<mode::spsc> DKQ_RTE(mode::spsc) DKQ_BOOST_SPSC DKQ_RWQ
+                           DKQ_AQ(mode::spsc)>(case_cfg{1024, batch, 1, 1});
   add_pingpong_all<dkq_impl<mode::spsc> DKQ_RTE(mode::spsc) DKQ_BOOST_SPSC DKQ_RWQ
                        DKQ_AQ(mode::spsc)>();
   for (std::uint32_t batch : {1u, 32u}) {
@@ -462,7 +529,7 @@ void add_context() {
   benchmark::AddCustomContext("dkq_element", "uint64_t (8 bytes)");
   std::string peers;
 #if defined(DKQ_BENCH_HAVE_DPDK)
-  peers += std::string("DPDK ") + rte_version() + "; ";
+  peers += std::string(rte_version()) + "; ";
 #endif
 #if defined(DKQ_BENCH_HAVE_BOOST)
   peers += "Boost " + std::to_string(BOOST_VERSION / 100000) + "." +
@@ -486,6 +553,17 @@ void add_context() {
 #elif defined(__GNUC__)
   benchmark::AddCustomContext("dkq_compiler", std::string("gcc ") + __VERSION__);
 #endif
+  // The CPU model and kernel, which Google Benchmark's context lacks.
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  for (std::string line; std::getline(cpuinfo, line);) {
+    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos) {
+      benchmark::AddCustomContext("dkq_cpu_model", line.substr(line.find(':') + 2));
+      break;
+    }
+  }
+  utsname u{};
+  if (uname(&u) == 0)
+    benchmark::AddCustomContext("dkq_kernel", std::string(u.sysname) + " " + u.release);
   benchmark::AddCustomContext("dkq_hardware_concurrency",
                               std::to_string(std::thread::hardware_concurrency()));
 }
