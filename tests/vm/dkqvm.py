@@ -288,8 +288,12 @@ class Disk:
 class Device:
     def __init__(self, kind, id, slot, bind):
         self.kind, self.id, self.slot, self.bind = kind, id, slot, bind
-        self.bdf = "0000:00:%02x.0" % slot
         self.qemu_args = []
+        # Straight on the root complex: slot N is 0000:00:N.0. (A PCIe expander
+        # bridge would give a device a NUMA node, but its buses are numbered by
+        # SeaBIOS, not qboot, so the guest cannot see what is behind it.)
+        self.bdf = "0000:00:%02x.0" % slot
+        self.placement = f"bus=pcie.0,addr=0x{slot:x}"
 
 
 class Allow:
@@ -300,12 +304,13 @@ class Allow:
 
 
 class Scenario:
-    def __init__(self, name, work_dir, programs, timeout=240, memory_mib=512):
+    def __init__(self, name, work_dir, programs, timeout=240, memory_mib=512, numa_nodes=1):
         self.name = name
         self.work = os.path.abspath(work_dir)
         self.programs = programs  # name -> host path of the static binary
         self.timeout = timeout
         self.memory_mib = memory_mib
+        self.numa_nodes = numa_nodes  # >1: guest memory split evenly over that many nodes
         self.devices = []
         self.disks = {}
         self.runs = []
@@ -337,11 +342,12 @@ class Scenario:
         return d
 
     def nvme(self, id, slot, namespaces, serial=None, bind=True, props=""):
+        """QEMU NVMe controller `id` in PCI slot `slot` with one namespace per disk (NSID 1, 2, ...)."""
         dev = Device("nvme", id, slot, bind)
         serial = serial or ("dkq-" + id)
         dev.serial = serial
         extra = ("," + props) if props else ""
-        dev.qemu_args += ["-device", f"nvme,id={id},serial={serial},bus=pcie.0,addr=0x{slot:x}{extra}"]
+        dev.qemu_args += ["-device", f"nvme,id={id},serial={serial},{dev.placement}{extra}"]
         for i, d in enumerate(namespaces, start=1):
             dev.qemu_args += ["-drive", f"file={d.path},if=none,id={d.name},format=raw,cache=writeback",
                               "-device", f"nvme-ns,drive={d.name},bus={id},nsid={i}"]
@@ -349,9 +355,10 @@ class Scenario:
         return dev
 
     def megasas(self, id, slot, disks, bind=True, model="megasas-gen2", props=""):
+        """MegaRAID controller `id` (megasas-gen2 by default) with one scsi-hd per disk (targets 0, 1, ...)."""
         dev = Device("megasas", id, slot, bind)
         extra = ("," + props) if props else ""
-        dev.qemu_args += ["-device", f"{model},id={id},bus=pcie.0,addr=0x{slot:x}{extra}"]
+        dev.qemu_args += ["-device", f"{model},id={id},{dev.placement}{extra}"]
         for i, d in enumerate(disks):
             dev.qemu_args += ["-drive", f"file={d.path},if=none,id={d.name},format=raw,cache=writeback",
                               "-device", f"scsi-hd,drive={d.name},bus={id}.0,channel=0,scsi-id={i},lun=0"]
@@ -419,6 +426,12 @@ class Scenario:
                "-append", " ".join(["console=ttyS0", "intel_iommu=on", "iommu=pt", "quiet",
                                     "loglevel=4", "panic=-1", "rdinit=/init"] + self.kernel_args),
                "-D", trace_path]
+        if self.numa_nodes > 1:
+            per = self.memory_mib // self.numa_nodes
+            for n in range(self.numa_nodes):
+                cmd += ["-object", f"memory-backend-ram,id=mem{n},size={per}M",
+                        "-numa", f"node,nodeid={n},memdev=mem{n}" + (",cpus=0" if n == 0 else "")]
+            cmd[cmd.index("-m") + 1] = str(per * self.numa_nodes)
         for p in self.trace_patterns:
             cmd += ["-trace", p]
         for d in self.devices:

@@ -1,6 +1,6 @@
 // Guest program: the VFIO backend against QEMU's MegaRAID SAS 2108 (megasas-gen2, 1000:0079).
 //
-//   megasas_probe <bdf> <disks>
+//   megasas_probe <bdf> <disks> [msix|msi|intx]
 //
 // This controller is the one that catches "assumed BAR 0": BAR 0 is an I/O
 // port BAR, the registers are in 64-bit memory BAR 1 (so BAR 2 is its upper
@@ -9,7 +9,10 @@
 // scratch pad 0 must show READY), then does the MFI handshake the real driver
 // will do: INIT with a reply queue, then DCMD CTRL_GET_INFO, each completion
 // arriving as MSI-X vector 0 through its eventfd, with the controller's
-// identity checked byte for byte.
+// identity checked byte for byte. With `msi` or `intx` the controller was
+// started with msix=off (and msi=off): the backend must fall back to that kind,
+// and for level-triggered INTx the program clears the cause (outbound doorbell
+// clear) and re-arms the line, or the second completion would never arrive.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -24,7 +27,8 @@ using dkq::errc;
 namespace {
 
 // MFI register offsets (Linux megaraid_sas.h / QEMU hw/scsi/mfi.h).
-constexpr std::size_t mfi_omsg0 = 0x18, mfi_omsk = 0x34, mfi_iqp = 0x40, mfi_osp0 = 0xb0, mfi_osp1 = 0xb4;
+constexpr std::size_t mfi_omsg0 = 0x18, mfi_omsk = 0x34, mfi_iqp = 0x40, mfi_odcr0 = 0xa0, mfi_osp0 = 0xb0,
+                      mfi_osp1 = 0xb4;
 constexpr std::uint32_t fwstate_mask = 0xf0000000u, fwstate_ready = 0xb0000000u,
                         fwstate_operational = 0xc0000000u, fwstate_msix_supported = 0x04000000u;
 constexpr std::uint8_t mfi_cmd_init = 0x00, mfi_cmd_dcmd = 0x05;
@@ -56,30 +60,41 @@ void post(const dkq::mmio_window& r, dkq::dev_addr frame) {
   r.write32(mfi_iqp, static_cast<std::uint32_t>(frame.value()) | 1u);
 }
 
-// Waits for MSI-X vector 0 and checks the reply queue entry `slot` holds `context`.
-bool await_reply(vfio::interrupts& irq, dkq::dma_region rq, dkq::dma_region idx, std::uint32_t slot,
-                 std::uint32_t context) {
+// Waits for vector 0 and checks the reply queue entry `slot` holds `context`.
+bool await_reply(const dkq::mmio_window& regs, vfio::interrupts& irq, dkq::dma_region rq, dkq::dma_region idx,
+                 std::uint32_t slot, std::uint32_t context) {
   std::uint32_t fired[2];
   auto n = irq.wait(fired, 5000);
   if (!VM_CHECK_OK(n)) return false;
-  if (!VM_CHECK_MSG(*n == 1 && fired[0] == 0, "expected MSI-X vector 0 within 5 s")) return false;
+  if (!VM_CHECK_MSG(*n == 1 && fired[0] == 0, "expected vector 0 within 5 s")) return false;
+  if (irq.kind() == vfio::irq_kind::intx) {
+    // Level-triggered: VFIO masked the line when it fired. Clear the cause in
+    // the device first, then unmask, or the line fires again at once.
+    regs.write32(mfi_odcr0, 1);
+    VM_CHECK_OK(irq.rearm(0));
+  }
   const auto producer = get<std::uint32_t>(idx, 0);
   dkq::dma_rmb();
   VM_CHECK_MSG(producer == slot + 1, "producer index " + std::to_string(producer));
   const auto ctx = get<std::uint32_t>(rq, slot * 4u);
   VM_CHECK_MSG(ctx == context, "reply queue carries context " + std::to_string(ctx));
   put<std::uint32_t>(idx, 4, producer);  // consumer index: we took everything
-  vmcheck::note("interrupt: vector 0, reply[%u] = context 0x%x", slot, ctx);
+  vmcheck::note("interrupt: %s vector 0, reply[%u] = context 0x%x", vfio::irq_kind_name(irq.kind()), slot, ctx);
   return true;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    std::printf("usage: megasas_probe <bdf> <disks>\n");
+  if (argc != 3 && argc != 4) {
+    std::printf("usage: megasas_probe <bdf> <disks> [msix|msi|intx]\n");
     return 2;
   }
+  const std::string kind_arg = argc == 4 ? argv[3] : "msix";
+  const vfio::irq_kind want_kind = kind_arg == "intx" ? vfio::irq_kind::intx
+                                   : kind_arg == "msi" ? vfio::irq_kind::msi
+                                                       : vfio::irq_kind::msix;
+  const bool msix = want_kind == vfio::irq_kind::msix;
   const unsigned disks = static_cast<unsigned>(std::strtoul(argv[2], nullptr, 0));
   std::string why;
   auto opened = vfio::device::open(argv[1], {}, &why);
@@ -130,16 +145,18 @@ int main(int argc, char** argv) {
                 (osp0 & fwstate_msix_supported) ? "supported" : "no");
   VM_CHECK((osp0 & fwstate_mask) == fwstate_ready);
   VM_CHECK(omsg0 == osp0);
-  VM_CHECK((osp0 & fwstate_msix_supported) != 0);
+  VM_CHECK(((osp0 & fwstate_msix_supported) != 0) == msix);
   VM_CHECK((osp0 & 0xffffu) == 1008u);  // megasas-gen2 max_cmds default
   VM_CHECK(((osp0 >> 16) & 0xffu) == 80u);  // max_sge default
   VM_CHECK(osp1 == 15u);
 
   // ---- DMA and MSI-X ------------------------------------------------------------
   VM_CHECK_OK(dev.enable_bus_master());
-  VM_CHECK_OK(dev.irq().enable(1));
-  VM_CHECK(dev.irq().kind() == vfio::irq_kind::msix);
-  VM_CHECK(dev.irq().available(vfio::irq_kind::msix) == 15);
+  VM_CHECK_OK(dev.irq().enable(1));  // asks for MSI-X; falls back to what the device has
+  VM_CHECK_MSG(dev.irq().kind() == want_kind, std::string("got ") + vfio::irq_kind_name(dev.irq().kind()));
+  VM_CHECK(dev.irq().available(vfio::irq_kind::msix) == (msix ? 15u : 0u));
+  VM_CHECK(dev.irq().available(vfio::irq_kind::intx) == 1u);
+  vmcheck::note("interrupts: %s, %u vector(s)", vfio::irq_kind_name(dev.irq().kind()), dev.irq().count());
   // Frames: QEMU maps 2 KiB behind every posted frame, so each frame starts a page.
   auto frames = dev.dma_alloc(2 * 4096, vfio::dma_constraints::below_4g());
   auto qinfo = dev.dma_alloc(4096, vfio::dma_constraints::below_4g());
@@ -173,7 +190,7 @@ int main(int argc, char** argv) {
   put<std::uint64_t>(f0, 24, qinfo->device.value());  // qinfo_new_addr lo/hi
   post(regs, f0.device);
   vmcheck::expect_trace("megasas_mmio_writel", "reg=MFI_IQP", 1);
-  if (await_reply(dev.irq(), *rq, *idx, 0, 0x1001)) {
+  if (await_reply(regs, dev.irq(), *rq, *idx, 0, 0x1001)) {
     VM_CHECK_MSG(get<std::uint8_t>(f0, 2) == 0, "INIT status " + std::to_string(get<std::uint8_t>(f0, 2)));
     VM_CHECK((read_osp0(regs) & fwstate_mask) == fwstate_operational);
   }
@@ -192,7 +209,7 @@ int main(int argc, char** argv) {
   put<std::uint32_t>(f1, 48, ctrl_info_size);        // sgl64 len
   post(regs, f1.device);
   vmcheck::expect_trace("megasas_mmio_writel", "reg=MFI_IQP", 1);
-  if (await_reply(dev.irq(), *rq, *idx, 1, 0x1002)) {
+  if (await_reply(regs, dev.irq(), *rq, *idx, 1, 0x1002)) {
     VM_CHECK_MSG(get<std::uint8_t>(f1, 2) == 0, "GET_INFO status " + std::to_string(get<std::uint8_t>(f1, 2)));
     VM_CHECK(get<std::uint16_t>(*info, 0) == 0x1000);  // pci.vendor
     VM_CHECK(get<std::uint16_t>(*info, 2) == 0x0079);  // pci.device
@@ -205,7 +222,15 @@ int main(int argc, char** argv) {
                   get<std::uint16_t>(*info, 6), disks);
   }
 
-  vmcheck::expect_trace("megasas_msix_raise", "vector=0", 2);
+  // Two completions, each signalled the way the chosen kind signals.
+  if (want_kind == vfio::irq_kind::msix) {
+    vmcheck::expect_trace("megasas_msix_raise", "vector=0", 2);
+  } else if (want_kind == vfio::irq_kind::msi) {
+    vmcheck::expect_trace("megasas_msi_raise", "vector=0", 2);
+  } else {
+    vmcheck::expect_trace("megasas_irq_raise", "", 2);
+    vmcheck::expect_trace("megasas_mmio_writel", "reg=MFI_ODCR0", 2);
+  }
   vmcheck::expect_trace("megasas_mmio_readl", "reg=MFI_OSP0", osp0_reads);
   vmcheck::expect_trace("megasas_mmio_readl", "reg=MFI_OMSG0", omsg0_reads);
   vmcheck::expect_trace("megasas_init_firmware", "", 1);

@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """VM scenario `platform`: the VFIO backend against QEMU's controllers, one boot.
 
-Devices: NVMe nvme0 (slot 4, bound to vfio-pci, one 16 MiB namespace),
-MegaRAID SAS 2108 mr0 (slot 5, bound, one 8 MiB disk), and a second NVMe
-nvme1 (slot 6) left unbound so error paths and dkq-pci bind/unbind have a
-target. Programs, in order:
+The guest has two NUMA nodes. Devices:
+  nvme0  slot 4, bound to vfio-pci, one 16 MiB namespace
+  mr0    slot 5, megasas-gen2 (MSI-X), bound, one 8 MiB disk
+  nvme1  slot 6, left unbound: target for error paths and dkq-pci bind/unbind
+  mr1    slot 8, megasas-gen2 msix=off: the backend must fall back to MSI
+  mr2    slot 9, megasas-gen2 msix=off,msi=off: falls back to INTx (+ re-arm)
+Programs, in order:
   dkq_pci list          ids, classes, drivers and IOMMU groups as sysfs says
   nvme_probe            BARs, CAP/VS, DMA, admin queue, Identify via MSI-X
-  megasas_probe         I/O BAR 0 refused, firmware state via BAR 1, MFI INIT
-                        and CTRL_GET_INFO via MSI-X
+  megasas_probe x3      I/O BAR 0 refused, firmware state via BAR 1, MFI INIT
+                        and CTRL_GET_INFO completing via MSI-X / MSI / INTx
+  numa_probe[_libnuma]  DMA pages land on the requested node (both nodes)
   vfio_errors           not-bound, no-device and RLIMIT_MEMLOCK messages
   dkq_pci bind/unbind   nvme1 to vfio-pci and back
 Host side: every program exits 0; QEMU's trace holds exactly the doorbell
@@ -36,15 +40,23 @@ def pattern(tag):
 
 def main():
     s = Scenario.from_args("platform")
+    s.numa_nodes = 2
     ns0 = s.disk("nvme0n1", mib=16, fill=pattern(b"nvme0n1"))
     nvme0 = s.nvme("nvme0", slot=4, namespaces=[ns0], serial="dkq-nvme0")
     mr0d0 = s.disk("mr0d0", mib=8, fill=pattern(b"mr0d0"))
     mr0 = s.megasas("mr0", slot=5, disks=[mr0d0])
     nvme1 = s.nvme("nvme1", slot=6, namespaces=[s.disk("nvme1n1", mib=4)], bind=False)
+    mr1 = s.megasas("mr1", slot=8, disks=[s.disk("mr1d0", mib=4)], props="msix=off")
+    mr2 = s.megasas("mr2", slot=9, disks=[s.disk("mr2d0", mib=4)], props="msix=off,msi=off")
 
     s.run("dkq_pci", "list", label="dkq_pci_list")
     s.run("nvme_probe", nvme0.bdf, "dkq-nvme0", ns0.size // 512)
-    s.run("megasas_probe", mr0.bdf, 1)
+    s.run("megasas_probe", mr0.bdf, 1, "msix")
+    s.run("megasas_probe", mr1.bdf, 1, "msi", label="megasas_probe_msi")
+    s.run("megasas_probe", mr2.bdf, 1, "intx", label="megasas_probe_intx")
+    s.run("numa_probe", nvme0.bdf)
+    if "numa_probe_libnuma" in s.programs:
+        s.run("numa_probe_libnuma", nvme0.bdf)
     s.run("vfio_errors", nvme1.bdf, nvme0.bdf, "0000:00:1e.0")
     s.run("dkq_pci", "bind", nvme1.bdf, label="dkq_pci_bind")
     s.run("dkq_pci", "list", label="dkq_pci_list_bound")

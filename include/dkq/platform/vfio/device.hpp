@@ -14,7 +14,7 @@
 // kernel has). DKQ_VFIO_BACKEND=container|iommufd in the environment forces one.
 //
 // DMA memory: anonymous pages (on the device's NUMA node when the machine has
-// more than one), mapped at an IOVA this object chooses (iova_space.hpp). VFIO
+// more than one; numa.hpp), mapped at an IOVA this object chooses (iova_space.hpp). VFIO
 // pins the pages when it maps them - that is the "lock", and it counts against
 // RLIMIT_MEMLOCK; an extra mlock() would be counted twice, so there is none.
 //
@@ -38,15 +38,12 @@
 #include <utility>
 #include <vector>
 
-#if defined(DKQ_VFIO_HAVE_LIBNUMA)
-#include <numa.h>
-#endif
-
 #include "dkq/base/mmio.hpp"
 #include "dkq/base/status.hpp"
 #include "dkq/dma/region.hpp"
 #include "dkq/platform/vfio/iova_space.hpp"
 #include "dkq/platform/vfio/irq.hpp"
+#include "dkq/platform/vfio/numa.hpp"
 #include "dkq/platform/vfio/sysfs.hpp"
 #include "dkq/platform/vfio/uapi.hpp"
 
@@ -175,7 +172,7 @@ class device {
     irq_ = interrupts{};
     for (const mapping& m : maps_) {
       (void)iommu_unmap(m.iova, m.size);
-      if (m.owned) release_pages(m.cpu, m.size, m.numa);
+      if (m.owned) release_pages(m.pages);
     }
     maps_.clear();
     for (const bar_map& b : bars_)
@@ -295,14 +292,13 @@ class device {
   // ---- DMA --------------------------------------------------------------------------
   // Allocates `size` bytes (rounded up to pages) of zeroed memory, on the
   // device's NUMA node when there is more than one, and maps it for the device.
+  // A failure leaves nothing behind (no pages, no IOVA range).
   result<dma_region> dma_alloc(std::size_t size, dma_constraints c = {}) {
     if (size == 0) return status{errc::invalid_argument, "DMA allocation of zero bytes"};
-    const std::size_t len = round_pages(size);
-    bool numa = false;
-    void* p = allocate_pages(len, numa);
-    if (!p) return status{errc::no_memory, "could not allocate DMA memory", len};
-    auto r = map_into_iommu(p, len, c, true, numa);
-    if (!r) release_pages(p, len, numa);
+    auto pages = allocate_pages(round_pages(size), info_.numa_node, numa_nodes_);
+    if (!pages) return pages.error();
+    auto r = map_into_iommu(pages->ptr, pages->size, c, *pages);
+    if (!r) release_pages(*pages);
     return r;
   }
 
@@ -312,7 +308,7 @@ class device {
     if (!cpu || size == 0) return status{errc::invalid_argument, "DMA map of a null or empty buffer"};
     if (reinterpret_cast<std::uintptr_t>(cpu) % page_size() != 0 || size % page_size() != 0)
       return status{errc::invalid_argument, "DMA map needs a page-aligned buffer of whole pages"};
-    return map_into_iommu(cpu, size, c, false, false);
+    return map_into_iommu(cpu, size, c, page_allocation{});
   }
 
   // Unmaps a region from dma_alloc (and frees it) or from dma_map.
@@ -323,7 +319,7 @@ class device {
       maps_.erase(maps_.begin() + static_cast<std::ptrdiff_t>(i));
       status s = iommu_unmap(m.iova, m.size);
       (void)iova_.free(m.iova, m.size);
-      if (m.owned) release_pages(m.cpu, m.size, m.numa);
+      if (m.owned) release_pages(m.pages);
       return s;
     }
     return {errc::invalid_argument, "DMA region was not allocated or mapped by this device"};
@@ -345,8 +341,8 @@ class device {
     void* cpu;
     std::uint64_t iova;
     std::size_t size;
-    bool owned;
-    bool numa;
+    bool owned;             // allocated by dma_alloc (freed here), not dma_map
+    page_allocation pages;  // valid when owned
   };
   struct bar_map {
     int index;
@@ -574,48 +570,9 @@ class device {
     return ok_status;
   }
 
-  // ---- pages and IOMMU mappings -------------------------------------------------
-  void* allocate_pages(std::size_t len, bool& numa) {
-    numa = false;
-    const int node = info_.numa_node;
-#if defined(DKQ_VFIO_HAVE_LIBNUMA)
-    if (numa_nodes_ > 1 && node >= 0 && ::numa_available() >= 0) {
-      void* p = ::numa_alloc_onnode(len, node);
-      if (p) {
-        std::memset(p, 0, len);  // fault the pages in on that node now
-        numa = true;
-        return p;
-      }
-    }
-#endif
-    void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return nullptr;
-#if !defined(DKQ_VFIO_HAVE_LIBNUMA)
-    if (numa_nodes_ > 1 && node >= 0 && node < 64) {
-      // Without libnuma: ask the kernel directly for the device's node,
-      // preferred rather than bound so a full node falls back instead of failing.
-      unsigned long mask = 1ul << node;
-      constexpr int mpol_preferred = 1;
-      (void)::syscall(SYS_mbind, p, len, mpol_preferred, &mask, sizeof(mask) * 8, 0);
-    }
-#endif
-    std::memset(p, 0, len);
-    return p;
-  }
-
-  static void release_pages(void* p, std::size_t len, bool numa) noexcept {
-#if defined(DKQ_VFIO_HAVE_LIBNUMA)
-    if (numa) {
-      ::numa_free(p, len);
-      return;
-    }
-#else
-    (void)numa;
-#endif
-    ::munmap(p, len);
-  }
-
-  result<dma_region> map_into_iommu(void* cpu, std::size_t len, dma_constraints c, bool owned, bool numa) {
+  // ---- IOMMU mappings ------------------------------------------------------------
+  // `pages.ptr` set: memory from dma_alloc, owned by the mapping.
+  result<dma_region> map_into_iommu(void* cpu, std::size_t len, dma_constraints c, page_allocation pages) {
     if (c.align < page_size() || (c.align & (c.align - 1)) != 0)
       return status{errc::invalid_argument, "DMA alignment must be a power of two of at least one page", c.align};
     auto iova = iova_.alloc(len, c.align, c.limit);
@@ -625,7 +582,7 @@ class device {
       (void)iova_.free(*iova, len);
       return s;
     }
-    maps_.push_back({cpu, *iova, len, owned, numa});
+    maps_.push_back({cpu, *iova, len, pages.ptr != nullptr, pages});
     return dma_region{cpu, dev_addr{*iova}, len};
   }
 
