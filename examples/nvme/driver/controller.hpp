@@ -1,0 +1,960 @@
+// examples/nvme/driver/controller.hpp - the portable NVMe driver core.
+//
+// Built only from dkq pieces: registers and commands from dkq/nvme, queue
+// pairs (post vs ring, phase CQ, tags with generations and deadlines) from
+// dkq/queue, PRP/SGL from dkq/nvme/prp.hpp + sgl.hpp. Templated on the
+// platform (platform.hpp) so the Linux VFIO program and the DriverKit
+// extension share it unchanged; hence the core rules: no exceptions, no RTTI,
+// no <thread>/<mutex>/iostreams, errors as values, memory allocated at setup
+// only (queues, per-command PRP list pages, tag tables).
+//
+//   controller<P> c;
+//   c.init(platform, options)      bring-up, Identify, queues counted, AER
+//   c.create_io_queue(...)         one per submitting thread
+//   q.read/write/flush/...         post; q.ring() or the batch policy rings
+//   q.poll(budget, handler)        reap, one CQ head write per batch
+//   q.check_timeouts(handler)      timeout -> abort -> (caller) reset
+//   c.reset_and_recover()          controller reset; in-flight re-queued
+//   c.shutdown()                   CC.SHN, bounded wait
+//
+// Threads: an io_queue belongs to one thread (the SPDK model, no locks on the
+// I/O path). The admin queue is shared and guarded by a spinlock made of one
+// atomic flag, because aborts come from whichever thread saw a timeout.
+// reset_and_recover() touches every queue: the caller must have stopped the
+// other submitters first (the Linux program does, by design of its loop).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <span>
+
+#include "dkq/base/barrier.hpp"
+#include "dkq/base/mmio.hpp"
+#include "dkq/base/status.hpp"
+#include "dkq/dma/region.hpp"
+#include "dkq/nvme/commands.hpp"
+#include "dkq/nvme/prp.hpp"
+#include "dkq/nvme/sgl.hpp"
+#include "dkq/nvme/spec.hpp"
+#include "dkq/nvme/status.hpp"
+#include "dkq/queue/queue_pair.hpp"
+#include "doorbell.hpp"
+#include "identify.hpp"
+#include "platform.hpp"
+
+namespace dkq::nvme_driver {
+
+// Shadow doorbells: QEMU 7.2 (Debian bookworm's QEMU, the one our VM tests
+// run) stalls Linux's own driver at QD32 when they are on (VM-NOTES.md). Our
+// reading of hw/nvme/ctrl.c of that era: the controller never writes the CQ
+// EventIdx (only the SQ one, after processing a submission queue), so a host
+// that honours EventIdx for the CQ head skips the head doorbell and the
+// controller keeps CQ slots "in use" until some later register write
+// (qemu-devel, June 2022 review of "hw/nvme: Implement shadow doorbell buffer
+// support"; fixed upstream by "hw/nvme: fix missing cq eventidx update"), and
+// its EventIdx store / shadow re-read pair had no full barrier between them
+// ("hw/nvme: add missing memory barriers"), the Dekker race on an SMP host.
+// So: `automatic` turns shadow doorbells off on QEMU's NVMe (1b36:0010) and on
+// elsewhere when OACS says so; `on` forces them and, on QEMU, writes the CQ
+// head register every time (shadow word kept current: db_mode::shadow_always)
+// so the missing CQ EventIdx cannot bite; the SQ tail uses EventIdx.
+enum class shadow_mode : std::uint8_t { automatic, on, off };
+
+struct options {
+  int bar = 0;                          // NVMe MLBAR/MUBAR is BAR 0/1 by the spec
+  std::uint32_t admin_entries = 32;
+  shadow_mode shadow = shadow_mode::automatic;
+  bool use_sgl = true;                  // when the controller supports SGLs
+  std::uint32_t sgl_threshold = 32 * 1024;
+  std::uint32_t io_timeout_ms = 5000;   // per command
+  std::uint32_t admin_timeout_ms = 5000;
+  std::uint32_t max_io_queues = 16;     // asked for in Set Features
+  std::uint32_t aers = 1;               // asynchronous event requests kept outstanding
+  std::uint64_t max_transfer_cap = 2u << 20;  // one PRP list page per command covers 2 MiB
+};
+
+struct io_completion {
+  std::uint64_t user = 0;
+  status st{};
+  std::uint32_t dw0 = 0;
+  std::uint8_t opcode = 0;
+};
+
+struct async_event {
+  std::uint8_t type = 0, info = 0, log_page = 0;
+};
+
+template <pci_platform P>
+class controller;
+
+// ---------------------------------------------------------------------------
+// One I/O queue pair with its per-command resources.
+// ---------------------------------------------------------------------------
+template <pci_platform P>
+class io_queue {
+ public:
+  struct cmd_ctx {
+    std::uint64_t user;
+    std::uint32_t slot;
+  };
+  using qp_type = queue_pair<nvme_queue_layout, nvme_doorbell, nvme_doorbell, cmd_ctx>;
+
+  io_queue() noexcept = default;
+  io_queue(const io_queue&) = delete;
+  io_queue& operator=(const io_queue&) = delete;
+  ~io_queue() { release(); }
+
+  std::uint16_t qid() const noexcept { return qid_; }
+  std::uint32_t depth() const noexcept { return tags_; }
+  std::uint32_t in_flight() const noexcept { return qp_.tags().in_flight(); }
+  bool interrupts() const noexcept { return irq_; }
+  std::uint16_t vector() const noexcept { return vector_; }
+  const qp_type& pair() const noexcept { return qp_; }
+  std::uint64_t sq_mmio_writes() const noexcept { return sq_db_mmio(); }
+  std::uint64_t cq_mmio_writes() const noexcept { return qp_.cq().counters().doorbell_writes == 0 ? 0 : cq_db_mmio(); }
+  std::uint64_t sq_doorbells() const noexcept { return qp_.sq().counters().doorbell_writes; }
+  std::uint64_t commands_posted() const noexcept { return qp_.sq().counters().entries_posted; }
+  std::uint64_t max_transfer() const noexcept { return prp_.max_transfer; }
+  bool needs_reset() const noexcept { return needs_reset_; }
+
+  // ---- submission (post only; ring() or the batch policy writes the doorbell)
+  status read(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks, dma_segment data,
+              std::uint64_t user) noexcept {
+    return rw(nvme::io_opc::read, nsid, slba, blocks, data, user, false);
+  }
+  status write(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks, dma_segment data,
+               std::uint64_t user, bool fua = false) noexcept {
+    return rw(nvme::io_opc::write, nsid, slba, blocks, data, user, fua);
+  }
+  status flush(std::uint32_t nsid, std::uint64_t user) noexcept {
+    nvme::sqe s = nvme::cmd::flush(nsid);
+    return post(s, nullptr, user);
+  }
+  status write_zeroes(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks, std::uint64_t user) noexcept {
+    if (!write_zeroes_ok_) return {errc::not_supported, "controller does not support Write Zeroes (ONCS bit 3)"};
+    auto s = nvme::cmd::write_zeroes(nsid, slba, blocks);
+    if (!s) return s.error();
+    return post(*s, nullptr, user);
+  }
+  // Dataset Management / deallocate of one range; the range list lives in the
+  // command's own list page, so nothing is allocated here.
+  status deallocate(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks, std::uint64_t user) noexcept {
+    if (!dsm_ok_) return {errc::not_supported, "controller does not support Dataset Management (ONCS bit 2)"};
+    if (free_top_ == 0) return {errc::no_space, "all command slots are in use"};
+    const std::uint32_t slot = free_slots_[free_top_ - 1];
+    auto* r = slots_[slot].page.template cpu_at<nvme::cmd::dsm_range>();
+    *r = nvme::cmd::dsm_range{0, blocks, slba};
+    auto s = nvme::cmd::deallocate(nsid, 1, slots_[slot].page.device);
+    if (!s) return s.error();
+    return post(*s, nullptr, user);
+  }
+
+  // Write the SQ doorbell now (end of a batch, before waiting).
+  bool ring() noexcept { return qp_.flush(); }
+
+  // Reap up to budget completions; handler(const io_completion&). Also hands
+  // out completions the recovery path produced (failed on reset, aborted).
+  template <class H>
+  std::uint32_t poll(std::uint32_t budget, H&& handler) noexcept {
+    std::uint32_t n = drain_deferred(handler);
+    if (n >= budget) return n;
+    n += qp_.process_completions(
+        budget - n,
+        [&](cmd_ctx& c, const nvme_cqe& e) {
+          io_completion done;
+          done.user = c.user;
+          done.st = nvme::to_status(nvme::status_field::decode(e.status));
+          done.dw0 = e.dw0;
+          done.opcode = slots_[c.slot].cmd.opcode;
+          free_slot(c.slot);
+          handler(done);
+        },
+        [&](status s, const nvme_cqe&) { on_protocol_error(s); });
+    return n;
+  }
+
+  // Expired commands: Abort each (admin queue), reap; one that the abort
+  // completed is failed with errc::timeout; if any is still outstanding the
+  // queue needs a controller reset (needs_reset()). Returns how many expired.
+  template <class H>
+  std::uint32_t check_timeouts(H&& handler) noexcept;
+
+  // Counters the device cannot lie about: protocol errors seen on this queue.
+  std::uint64_t protocol_errors() const noexcept { return protocol_errors_; }
+  const char* last_protocol_error() const noexcept { return last_proto_msg_; }
+
+ private:
+  friend class controller<P>;
+
+  struct slot_info {
+    nvme::sqe cmd;
+    dma_region page;  // PRP list / DSM range page, one memory page
+    std::uint64_t user;
+    std::uint8_t retries;
+  };
+
+  std::uint64_t sq_db_mmio() const noexcept { return const_cast<qp_type&>(qp_).sq().doorbell_ref().mmio_writes(); }
+  std::uint64_t cq_db_mmio() const noexcept { return const_cast<qp_type&>(qp_).cq().doorbell_ref().mmio_writes(); }
+
+  status rw(std::uint8_t opc, std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks, dma_segment data,
+            std::uint64_t user, bool fua) noexcept {
+    auto s = nvme::cmd::rw(opc, nsid, slba, blocks, fua);
+    if (!s) return s.error();
+    if (data.len == 0) return {errc::invalid_argument, "read/write without data"};
+    if (prp_.max_transfer != 0 && data.len > prp_.max_transfer)
+      return {errc::constraint, "transfer beyond the controller's MDTS; split it (io_queue::max_transfer)", data.len};
+    return post(*s, &data, user);
+  }
+
+  status post(nvme::sqe s, const dma_segment* data, std::uint64_t user) noexcept {
+    if (DKQ_UNLIKELY(needs_reset_)) return {errc::busy, "queue is waiting for a controller reset"};
+    if (DKQ_UNLIKELY(free_top_ == 0)) return {errc::no_space, "all command slots are in use"};
+    const std::uint32_t slot = free_slots_[free_top_ - 1];
+    slot_info& si = slots_[slot];
+    if (data != nullptr) DKQ_TRY(set_data(s, *data, si));
+    const std::uint64_t deadline = owner_->platform_now() + std::uint64_t{timeout_ms_} * 1000000u;
+    result<std::uint16_t> cid = qp_.submit(&s, cmd_ctx{user, slot}, deadline);
+    if (!cid) return cid.error();
+    --free_top_;
+    si.cmd = s;
+    si.user = user;
+    si.retries = 0;
+    return ok_status;
+  }
+
+  status set_data(nvme::sqe& s, dma_segment seg, slot_info& si) noexcept {
+    const std::span<const dma_segment> d(&seg, 1);
+    auto choice = nvme::choose_data_pointer(dptr_, prp_, d);
+    if (!choice) return choice.error();
+    if (*choice == nvme::data_pointer::sgl) {
+      auto r = nvme::build_sgl(dptr_.caps, d, {}, prp_.max_transfer);
+      if (!r) return r.error();
+      static_assert(sizeof(r->sgl1) == 16);
+      std::memcpy(&s.prp1, &r->sgl1, 16);
+      s.flags = static_cast<std::uint8_t>((s.flags & 0x3f) | nvme::psdt::sgl_mptr_contig);
+      return ok_status;
+    }
+    auto r = nvme::build_prp(prp_, d, std::span<const dma_region>(&si.page, 1));
+    if (!r) return r.error();
+    s.prp1 = r->prp1;
+    s.prp2 = r->prp2;
+    return ok_status;
+  }
+
+  void free_slot(std::uint32_t slot) noexcept { free_slots_[free_top_++] = slot; }
+
+  void on_protocol_error(status s) noexcept {
+    ++protocol_errors_;
+    last_proto_msg_ = s.message();
+  }
+
+  template <class H>
+  std::uint32_t drain_deferred(H& handler) noexcept {
+    std::uint32_t n = 0;
+    while (deferred_count_ != 0) {
+      io_completion c = deferred_[--deferred_count_];
+      handler(c);
+      ++n;
+    }
+    return n;
+  }
+  void defer(const io_completion& c) noexcept {
+    if (deferred_count_ < tags_) deferred_[deferred_count_++] = c;
+  }
+
+  void release() noexcept;
+
+  controller<P>* owner_ = nullptr;
+  qp_type qp_;
+  std::uint16_t qid_ = 0;
+  std::uint16_t vector_ = 0;
+  bool irq_ = false;
+  bool write_zeroes_ok_ = false, dsm_ok_ = false;
+  bool needs_reset_ = false;
+  std::uint32_t entries_ = 0, tags_ = 0;
+  std::uint32_t timeout_ms_ = 5000;
+  ring_policy policy_ = ring_policy::batched;
+  std::uint32_t max_unrung_ = 0;
+  dma_region sq_mem_{}, cq_mem_{}, pages_{};
+  slot_info* slots_ = nullptr;
+  std::uint32_t* free_slots_ = nullptr;
+  std::uint32_t free_top_ = 0;
+  io_completion* deferred_ = nullptr;
+  std::uint32_t deferred_count_ = 0;
+  std::uint16_t* expired_ = nullptr;
+  std::uint32_t* requeue_ = nullptr;
+  std::uint32_t requeue_count_ = 0;
+  nvme::prp_config prp_{};
+  nvme::dptr_policy dptr_{};
+  std::uint64_t protocol_errors_ = 0;
+  const char* last_proto_msg_ = "";
+};
+
+// ---------------------------------------------------------------------------
+// The controller: registers, admin queue, bring-up, recovery, shutdown.
+// ---------------------------------------------------------------------------
+template <pci_platform P>
+class controller {
+ public:
+  static constexpr std::uint32_t max_namespaces = 32;
+  static constexpr std::uint32_t max_queues = 64;
+
+  controller() noexcept = default;
+  controller(const controller&) = delete;
+  controller& operator=(const controller&) = delete;
+  ~controller() { release(); }
+
+  // ---- bring-up ---------------------------------------------------------------
+  status init(P& platform, const options& opt = {}) noexcept {
+    plat_ = &platform;
+    opt_ = opt;
+    auto ids = plat_->config_read32(0);
+    if (!ids) return ids.error();
+    if (looks_removed(*ids)) return {errc::removed, "PCI config space reads all ones: device is gone"};
+    pci_vendor_ = static_cast<std::uint16_t>(*ids & 0xffff);
+    pci_device_ = static_cast<std::uint16_t>(*ids >> 16);
+    auto cls = plat_->config_read32(8);
+    if (!cls) return cls.error();
+    if ((*cls >> 16) != 0x0108)
+      return {errc::not_supported, "PCI class is not 01:08 (non-volatile memory controller)", *cls >> 8};
+    auto w = plat_->map_bar(opt.bar);
+    if (!w) return w.error();
+    regs_ = *w;
+    DKQ_TRY(regs_.check(nvme::reg::acq, 8));
+    DKQ_TRY(plat_->enable_bus_master());
+
+    const std::uint64_t cap = read_cap();
+    if (looks_removed(cap)) return {errc::removed, "CAP reads all ones: device is gone"};
+    cap_ = nvme::cap_fields::decode(cap);
+    vs_ = regs_.read32(nvme::reg::vs);
+    if ((cap_.css & 1u) == 0) return {errc::not_supported, "controller does not support the NVM command set (CAP.CSS)"};
+    if (cap_.mpsmin > 0)
+      return {errc::not_supported, "controller's smallest memory page is above 4 KiB (CAP.MPSMIN)", cap_.min_page_size()};
+    if (opt_.admin_entries < 2 || opt_.admin_entries > cap_.mqes + 1u || opt_.admin_entries > 4096)
+      return {errc::invalid_argument, "admin queue size outside 2 .. min(CAP.MQES+1, 4096)", opt_.admin_entries};
+    // The doorbell array must fit the BAR for every queue we may create.
+    DKQ_TRY(regs_.check(nvme::cq_head_doorbell(static_cast<std::uint16_t>(max_queues), cap_.dstrd), 4));
+
+    DKQ_TRY(alloc_setup_memory());
+    DKQ_TRY(enable_controller());
+    DKQ_TRY(identify_all());
+    DKQ_TRY(negotiate_queues());
+    DKQ_TRY(setup_dbbuf());
+    for (std::uint32_t i = 0; i < aers_wanted(); ++i) (void)submit_aer();
+    ready_ = true;
+    return ok_status;
+  }
+
+  // ---- queries -----------------------------------------------------------------
+  const nvme::cap_fields& cap() const noexcept { return cap_; }
+  std::uint32_t version() const noexcept { return vs_; }
+  const controller_info& info() const noexcept { return info_; }
+  std::uint16_t pci_vendor() const noexcept { return pci_vendor_; }
+  std::uint16_t pci_device() const noexcept { return pci_device_; }
+  bool is_qemu() const noexcept { return pci_vendor_ == 0x1b36 && pci_device_ == 0x0010; }
+  std::uint32_t namespace_count() const noexcept { return ns_count_; }
+  const namespace_info& ns(std::uint32_t i) const noexcept { return ns_[i]; }
+  const namespace_info* find_ns(std::uint32_t nsid) const noexcept {
+    for (std::uint32_t i = 0; i < ns_count_; ++i)
+      if (ns_[i].nsid == nsid) return &ns_[i];
+    return nullptr;
+  }
+  std::uint32_t io_queues_granted() const noexcept { return queues_granted_; }
+  bool shadow_doorbells() const noexcept { return dbbuf_on_; }
+  const char* shadow_reason() const noexcept { return shadow_reason_; }
+  std::uint64_t max_transfer() const noexcept { return max_transfer_; }
+  bool uses_sgl() const noexcept { return dptr_.caps.supported; }
+  std::uint64_t admin_sq_mmio_writes() const noexcept { return const_cast<admin_qp&>(admin_).sq().doorbell_ref().mmio_writes(); }
+  std::uint64_t async_events() const noexcept { return aer_count_; }
+  const async_event& last_async_event() const noexcept { return last_aer_; }
+  std::uint32_t resets() const noexcept { return resets_; }
+  std::uint64_t platform_now() const noexcept { return plat_->now_ns(); }
+
+  // CSTS now: errc::removed for all ones, device_error for CFS.
+  status health() const noexcept {
+    const std::uint32_t csts = regs_.read32(nvme::reg::csts);
+    if (looks_removed(csts)) return {errc::removed, "CSTS reads all ones: device was removed"};
+    if (csts & nvme::csts::cfs) return {errc::device_error, "controller fatal status (CSTS.CFS)"};
+    return ok_status;
+  }
+
+  // ---- I/O queues ------------------------------------------------------------------
+  // entries: queue size (<= CAP.MQES+1); interrupts: IEN with MSI-X `vector`
+  // (the shell enabled it), else polled. policy/max_unrung: doorbell batching.
+  status create_io_queue(io_queue<P>& q, std::uint32_t entries, bool interrupts, std::uint16_t vector,
+                         ring_policy policy = ring_policy::batched, std::uint32_t max_unrung = 0) noexcept {
+    if (!ready_) return {errc::not_initialized, "controller is not initialised"};
+    if (io_count_ >= queues_granted_)
+      return {errc::no_space, "no I/O queue left (Set Features Number of Queues granted fewer)", queues_granted_};
+    if (entries < 2 || entries > cap_.mqes + 1u)
+      return {errc::invalid_argument, "I/O queue size outside 2 .. CAP.MQES+1", entries};
+    const std::uint16_t qid = static_cast<std::uint16_t>(io_count_ + 1);
+    q.owner_ = this;
+    q.qid_ = qid;
+    q.irq_ = interrupts;
+    q.vector_ = vector;
+    q.entries_ = entries;
+    q.tags_ = entries - 1;
+    q.timeout_ms_ = opt_.io_timeout_ms;
+    q.policy_ = policy;
+    q.max_unrung_ = max_unrung;
+    q.write_zeroes_ok_ = info_.write_zeroes_supported();
+    q.dsm_ok_ = info_.dsm_supported();
+    q.prp_ = prp_;
+    q.dptr_ = dptr_;
+    // Setup-time allocations: queue memory, one page per command, bookkeeping.
+    auto sq = plat_->dma_alloc(std::size_t{entries} * 64);
+    if (!sq) return sq.error();
+    q.sq_mem_ = *sq;
+    auto cq = plat_->dma_alloc(std::size_t{entries} * 16);
+    if (!cq) return cq.error();
+    q.cq_mem_ = *cq;
+    auto pages = plat_->dma_alloc(std::size_t{q.tags_} * 4096);
+    if (!pages) return pages.error();
+    q.pages_ = *pages;
+    q.slots_ = new (std::nothrow) typename io_queue<P>::slot_info[q.tags_];
+    q.free_slots_ = new (std::nothrow) std::uint32_t[q.tags_];
+    q.deferred_ = new (std::nothrow) io_completion[q.tags_];
+    q.expired_ = new (std::nothrow) std::uint16_t[q.tags_];
+    q.requeue_ = new (std::nothrow) std::uint32_t[q.tags_];
+    if (!q.slots_ || !q.free_slots_ || !q.deferred_ || !q.expired_ || !q.requeue_)
+      return {errc::no_memory, "I/O queue bookkeeping allocation failed"};
+    for (std::uint32_t i = 0; i < q.tags_; ++i) {
+      q.slots_[i] = {};
+      q.slots_[i].page = dma_region{q.pages_.cpu_at(std::size_t{i} * 4096), q.pages_.device + std::size_t{i} * 4096, 4096};
+      q.free_slots_[i] = q.tags_ - 1 - i;
+    }
+    q.free_top_ = q.tags_;
+    DKQ_TRY(init_io_pair(q));
+    DKQ_TRY(create_on_device(q));
+    ios_[io_count_++] = &q;
+    return ok_status;
+  }
+
+  // Delete the queue on the device (Delete SQ then CQ); in-flight commands are
+  // the caller's to have drained.
+  status delete_io_queue(io_queue<P>& q) noexcept {
+    if (q.owner_ != this || q.qid_ == 0) return ok_status;
+    status s1 = admin_sync(nvme::cmd::delete_io_sq(q.qid_)).error();
+    status s2 = admin_sync(nvme::cmd::delete_io_cq(q.qid_)).error();
+    for (std::uint32_t i = 0; i < io_count_; ++i)
+      if (ios_[i] == &q) ios_[i] = nullptr;
+    q.qid_ = 0;
+    if (!s1.ok() && s1.code() != errc::invalid_argument) return s1;
+    return s2.ok() || s2.code() == errc::invalid_argument ? ok_status : s2;
+  }
+
+  // ---- admin commands ------------------------------------------------------------
+  struct admin_result {
+    std::uint32_t dw0 = 0;
+  };
+  // One admin command, waited for with a deadline. AER completions met on
+  // the way are recorded and re-armed.
+  result<admin_result> admin_sync(const nvme::sqe& cmd, std::uint32_t timeout_ms = 0) noexcept {
+    spin_guard g(admin_lock_);
+    return admin_sync_locked(cmd, timeout_ms);
+  }
+
+  status abort_command(std::uint16_t sqid, std::uint16_t cid) noexcept {
+    auto r = admin_sync(nvme::cmd::abort(sqid, cid));
+    if (!r) return r.error();
+    return ok_status;
+  }
+
+  // Read data from Identify into `page` (4 KiB of the setup buffer).
+  const std::uint8_t* identify_page() const noexcept { return scratch_.template cpu_at<std::uint8_t>(); }
+
+  // ---- recovery -------------------------------------------------------------------
+  // Controller reset: disable, re-enable, re-create every I/O queue at the same
+  // memory, re-post every in-flight command that had not timed out (once;
+  // a command already re-posted once is failed instead), fail the timed-out
+  // ones with errc::timeout. Completions produced here come out of poll().
+  // Every other submitting thread must be stopped while this runs.
+  status reset_and_recover() noexcept {
+    spin_guard g(admin_lock_);
+    ++resets_;
+    // Collect what every queue had in flight before the device forgets it.
+    for (std::uint32_t i = 0; i < io_count_; ++i) {
+      io_queue<P>* q = ios_[i];
+      if (q == nullptr) continue;
+      q->requeue_count_ = 0;
+      q->qp_.reset([&](std::uint16_t, typename io_queue<P>::cmd_ctx& c, bool timed_out) {
+        auto& si = q->slots_[c.slot];
+        if (timed_out || si.retries >= 1) {
+          io_completion done;
+          done.user = c.user;
+          done.opcode = si.cmd.opcode;
+          done.st = timed_out ? status{errc::timeout, "command timed out; the controller was reset"}
+                              : status{errc::io_error, "command failed: interrupted by a second controller reset"};
+          q->defer(done);
+          q->free_slot(c.slot);
+        } else {
+          q->requeue_[q->requeue_count_++] = c.slot;
+        }
+      });
+    }
+    (void)admin_.reset([](std::uint16_t, admin_ctx&, bool) {});
+    aers_out_ = 0;
+    dbbuf_on_ = false;
+    DKQ_TRY(enable_controller());
+    // Same queue count as before (the controller keeps the feature across a
+    // controller reset only if saved; ask again).
+    DKQ_TRY(negotiate_queues_locked());
+    DKQ_TRY(setup_dbbuf_locked());
+    for (std::uint32_t i = 0; i < io_count_; ++i) {
+      io_queue<P>* q = ios_[i];
+      if (q == nullptr) continue;
+      DKQ_TRY(init_io_pair(*q, /*reinit=*/true));
+      DKQ_TRY(create_on_device_locked(*q));
+      q->needs_reset_ = false;
+      for (std::uint32_t k = 0; k < q->requeue_count_; ++k) {
+        const std::uint32_t slot = q->requeue_[k];
+        auto& si = q->slots_[slot];
+        si.retries = static_cast<std::uint8_t>(si.retries + 1);
+        const std::uint64_t deadline = plat_->now_ns() + std::uint64_t{q->timeout_ms_} * 1000000u;
+        auto cid = q->qp_.submit(&si.cmd, typename io_queue<P>::cmd_ctx{si.user, slot}, deadline);
+        if (!cid) {
+          io_completion done;
+          done.user = si.user;
+          done.opcode = si.cmd.opcode;
+          done.st = cid.error();
+          q->defer(done);
+          q->free_slot(slot);
+        }
+      }
+      q->requeue_count_ = 0;
+      q->qp_.flush();
+    }
+    for (std::uint32_t i = 0; i < aers_wanted(); ++i) (void)submit_aer_locked();
+    return ok_status;
+  }
+
+  // ---- shutdown ---------------------------------------------------------------------
+  // Normal shutdown (CC.SHN = 01b), waiting for CSTS.SHST = complete up to
+  // `timeout_ms`; then CC.EN = 0. Safe to call twice, and on a removed device.
+  status shutdown(std::uint32_t timeout_ms = 10000) noexcept {
+    if (!regs_.valid() || shut_down_) return ok_status;
+    shut_down_ = true;
+    ready_ = false;
+    const std::uint32_t csts0 = regs_.read32(nvme::reg::csts);
+    if (looks_removed(csts0)) return {errc::removed, "device is gone; nothing to shut down"};
+    std::uint32_t cc = regs_.read32(nvme::reg::cc);
+    if ((cc & nvme::cc::en) == 0) return ok_status;
+    cc = (cc & ~nvme::cc::shn_mask) | nvme::cc::shn_normal;
+    regs_.write32(nvme::reg::cc, cc);
+    const std::uint64_t deadline = plat_->now_ns() + std::uint64_t{timeout_ms} * 1000000u;
+    status st{errc::timeout, "controller did not report shutdown complete (CSTS.SHST) in time"};
+    for (;;) {
+      const std::uint32_t csts = regs_.read32(nvme::reg::csts);
+      if (looks_removed(csts)) {
+        st = {errc::removed, "device vanished during shutdown"};
+        break;
+      }
+      if ((csts & nvme::csts::shst_mask) == nvme::csts::shst_complete) {
+        st = ok_status;
+        break;
+      }
+      if (plat_->now_ns() > deadline) break;
+      plat_->delay_us(1000);
+    }
+    regs_.write32(nvme::reg::cc, cc & ~(nvme::cc::en | nvme::cc::shn_mask));
+    return st;
+  }
+  bool is_shut_down() const noexcept { return shut_down_; }
+
+ private:
+  friend class io_queue<P>;
+
+  struct admin_ctx {
+    std::uint32_t kind;  // 1: synchronous command, 2: AER
+    std::uint32_t seq;
+  };
+  using admin_qp = queue_pair<nvme_queue_layout, nvme_doorbell, nvme_doorbell, admin_ctx>;
+
+  // Spinlock for the shared admin queue (an atomic flag: the core has no mutex).
+  struct spin_guard {
+    explicit spin_guard(std::atomic_flag& f) noexcept : f_(f) {
+      while (f_.test_and_set(std::memory_order_acquire)) cpu_relax();
+    }
+    ~spin_guard() { f_.clear(std::memory_order_release); }
+    std::atomic_flag& f_;
+  };
+
+  std::uint64_t read_cap() const noexcept {
+    // Two 32-bit reads, low first: NVMe 1.x lets a controller refuse 64-bit
+    // accesses, and CAP is constant, so no tearing concern.
+    const std::uint64_t lo = regs_.read32(nvme::reg::cap);
+    const std::uint64_t hi = regs_.read32(nvme::reg::cap + 4);
+    return lo | (hi << 32);
+  }
+
+  std::uint32_t aers_wanted() const noexcept {
+    const std::uint32_t limit = info_.aerl + 1u;
+    return opt_.aers < limit ? opt_.aers : limit;
+  }
+
+  status alloc_setup_memory() noexcept {
+    auto a = plat_->dma_alloc(std::size_t{opt_.admin_entries} * 64);
+    if (!a) return a.error();
+    asq_ = *a;
+    auto c = plat_->dma_alloc(std::size_t{opt_.admin_entries} * 16);
+    if (!c) return c.error();
+    acq_ = *c;
+    auto s = plat_->dma_alloc(4096);
+    if (!s) return s.error();
+    scratch_ = *s;
+    auto d = plat_->dma_alloc(2 * 4096);
+    if (!d) return d.error();
+    dbbuf_ = *d;
+    return ok_status;
+  }
+
+  // Wait for CSTS.RDY == want within CAP.TO (500 ms units; a controller that
+  // says 0 still gets one unit, the wait is always bounded).
+  status wait_ready(bool want) noexcept {
+    const std::uint64_t units = cap_.to_500ms == 0 ? 1 : cap_.to_500ms;
+    const std::uint64_t deadline = plat_->now_ns() + units * 500ull * 1000000ull;
+    for (;;) {
+      const std::uint32_t csts = regs_.read32(nvme::reg::csts);
+      if (looks_removed(csts)) return {errc::removed, "CSTS reads all ones: device was removed"};
+      if (want && (csts & nvme::csts::cfs))
+        return {errc::device_error, "controller fatal status (CSTS.CFS) while enabling"};
+      if (((csts & nvme::csts::rdy) != 0) == want) return ok_status;
+      if (plat_->now_ns() > deadline)
+        return {errc::timeout,
+                want ? "controller did not become ready within CAP.TO" : "controller did not disable within CAP.TO",
+                cap_.timeout_ms()};
+      plat_->delay_us(1000);
+    }
+  }
+
+  status disable_controller() noexcept {
+    std::uint32_t cc = regs_.read32(nvme::reg::cc);
+    if (looks_removed(cc)) return {errc::removed, "CC reads all ones: device was removed"};
+    const std::uint32_t csts = regs_.read32(nvme::reg::csts);
+    // EN=1 but not yet ready: clearing EN mid-transition is undefined, so let
+    // the enable finish (or fail) first.
+    if ((cc & nvme::cc::en) && !(csts & nvme::csts::rdy) && !(csts & nvme::csts::cfs)) (void)wait_ready(true);
+    if (cc & nvme::cc::en) {
+      cc &= ~nvme::cc::en;
+      regs_.write32(nvme::reg::cc, cc);
+    }
+    return wait_ready(false);
+  }
+
+  status enable_controller() noexcept {
+    DKQ_TRY(disable_controller());
+    shut_down_ = false;
+    nvme_doorbell sq_db{*mmio_doorbell::make(regs_, nvme::sq_tail_doorbell(0, cap_.dstrd))};
+    nvme_doorbell cq_db{*mmio_doorbell::make(regs_, nvme::cq_head_doorbell(0, cap_.dstrd))};
+    // Admin commands are rare and waited for one by one: ring immediately.
+    DKQ_TRY(admin_.init(asq_, acq_, opt_.admin_entries, sq_db, cq_db, ring_policy::immediate));
+    regs_.write32(nvme::reg::aqa, nvme::make_aqa(opt_.admin_entries, opt_.admin_entries));
+    regs_.write64_lo_hi(nvme::reg::asq, asq_.device.value());
+    regs_.write64_lo_hi(nvme::reg::acq, acq_.device.value());
+    const std::uint32_t cc = (6u << nvme::cc::iosqes_shift) | (4u << nvme::cc::iocqes_shift) |
+                             (0u << nvme::cc::mps_shift) | (0u << nvme::cc::css_shift) | nvme::cc::en;
+    regs_.write32(nvme::reg::cc, cc);
+    return wait_ready(true);
+  }
+
+  result<admin_result> admin_sync_locked(const nvme::sqe& cmd, std::uint32_t timeout_ms = 0) noexcept {
+    const std::uint32_t ms = timeout_ms ? timeout_ms : opt_.admin_timeout_ms;
+    const std::uint64_t deadline = plat_->now_ns() + std::uint64_t{ms} * 1000000u;
+    const std::uint32_t seq = ++admin_seq_;
+    auto cid = admin_.submit(&cmd, admin_ctx{1, seq}, deadline);
+    if (!cid) return cid.error();
+    bool done = false;
+    admin_result out;
+    status st = ok_status;
+    std::uint32_t spins = 0;
+    while (!done) {
+      admin_.process_completions(
+          64,
+          [&](admin_ctx& c, const nvme_cqe& e) {
+            if (c.kind == 2) {
+              on_aer(e);
+              return;
+            }
+            if (c.seq == seq) {
+              done = true;
+              out.dw0 = e.dw0;
+              st = nvme::to_status(nvme::status_field::decode(e.status));
+            }
+          },
+          [&](status, const nvme_cqe&) { ++admin_protocol_errors_; });
+      if (done) break;
+      if ((++spins & 63) == 0) {
+        DKQ_TRY(health());
+        if (plat_->now_ns() > deadline) {
+          // Leave the tag to the reset path: mark it expired so a late
+          // completion is recognised as stale, never delivered.
+          (void)admin_.timeout_scan(deadline, [](std::uint16_t, admin_ctx&) {});
+          return status{errc::timeout, "admin command timed out", cmd.opcode};
+        }
+        plat_->delay_us(10);
+      }
+    }
+    if (!st.ok()) return st;
+    return out;
+  }
+
+  void on_aer(const nvme_cqe& e) noexcept {
+    if (aers_out_ > 0) --aers_out_;
+    const nvme::status_field sf = nvme::status_field::decode(e.status);
+    // Aborted on SQ deletion / reset: not an event; do not re-arm.
+    if (!sf.success()) return;
+    ++aer_count_;
+    last_aer_ = async_event{static_cast<std::uint8_t>(e.dw0 & 0x7), static_cast<std::uint8_t>((e.dw0 >> 8) & 0xff),
+                            static_cast<std::uint8_t>((e.dw0 >> 16) & 0xff)};
+    (void)submit_aer_locked();
+  }
+
+  status submit_aer() noexcept {
+    spin_guard g(admin_lock_);
+    return submit_aer_locked();
+  }
+  status submit_aer_locked() noexcept {
+    const nvme::sqe s = nvme::cmd::async_event_request();
+    auto cid = admin_.submit(&s, admin_ctx{2, 0}, no_deadline);
+    if (!cid) return cid.error();
+    ++aers_out_;
+    return ok_status;
+  }
+
+  status identify_all() noexcept {
+    spin_guard g(admin_lock_);
+    auto r = admin_sync_locked(nvme::cmd::identify(nvme::cns::ctrl, 0, scratch_.device));
+    if (!r) return r.error();
+    info_ = controller_info::parse(scratch_.cpu_at<std::uint8_t>());
+    if ((info_.sqes & 0xf) > 6 || (info_.cqes & 0xf) > 4)
+      return {errc::not_supported, "controller requires SQ/CQ entries larger than 64/16 bytes"};
+    auto cfg = nvme::prp_config::from_registers(0, cap_.mpsmin, info_.mdts);
+    if (!cfg) return cfg.error();
+    prp_ = *cfg;
+    if (prp_.max_transfer == 0 || prp_.max_transfer > opt_.max_transfer_cap) prp_.max_transfer = opt_.max_transfer_cap;
+    max_transfer_ = prp_.max_transfer;
+    dptr_.caps = opt_.use_sgl ? nvme::sgl_caps::from_sgls(info_.sgls) : nvme::sgl_caps{};
+    dptr_.sgl_threshold = opt_.sgl_threshold;
+
+    // Active namespace list (CNS 02h): NSIDs above 0, ascending, 0-terminated.
+    ns_count_ = 0;
+    std::uint32_t ids[max_namespaces];
+    std::uint32_t nids = 0;
+    std::memset(scratch_.cpu, 0, 4096);
+    auto l = admin_sync_locked(nvme::cmd::identify(nvme::cns::active_ns_list, 0, scratch_.device));
+    if (l) {
+      const auto* list = scratch_.cpu_at<std::uint32_t>();
+      for (std::uint32_t i = 0; i < 1024 && list[i] != 0 && nids < max_namespaces; ++i) ids[nids++] = list[i];
+    } else {
+      // NVMe 1.0 controllers lack CNS 02h: probe 1..NN instead.
+      for (std::uint32_t i = 1; i <= info_.nn && nids < max_namespaces; ++i) ids[nids++] = i;
+    }
+    for (std::uint32_t i = 0; i < nids; ++i) {
+      if (ids[i] == 0xffffffffu || (info_.nn != 0 && ids[i] > info_.nn)) continue;  // a lying list
+      std::memset(scratch_.cpu, 0, 4096);
+      auto n = admin_sync_locked(nvme::cmd::identify(nvme::cns::ns, ids[i], scratch_.device));
+      if (!n) continue;
+      ns_[ns_count_++] = namespace_info::parse(ids[i], scratch_.cpu_at<std::uint8_t>());
+    }
+    return ok_status;
+  }
+
+  status negotiate_queues() noexcept {
+    spin_guard g(admin_lock_);
+    return negotiate_queues_locked();
+  }
+  status negotiate_queues_locked() noexcept {
+    const std::uint32_t want = opt_.max_io_queues < max_queues ? opt_.max_io_queues : max_queues;
+    auto sq = nvme::cmd::set_number_of_queues(want, want);
+    if (!sq) return sq.error();
+    auto r = admin_sync_locked(*sq);
+    if (!r) return r.error();
+    const std::uint32_t nsq = (r->dw0 & 0xffff) + 1u, ncq = (r->dw0 >> 16) + 1u;
+    std::uint32_t got = nsq < ncq ? nsq : ncq;
+    if (got > want) got = want;  // the controller may grant more than asked
+    if (queues_granted_ != 0 && got < io_count_)
+      return {errc::device_error, "after reset the controller grants fewer I/O queues than were in use", got};
+    queues_granted_ = got;
+    return ok_status;
+  }
+
+  status setup_dbbuf() noexcept {
+    spin_guard g(admin_lock_);
+    return setup_dbbuf_locked();
+  }
+  status setup_dbbuf_locked() noexcept {
+    dbbuf_on_ = false;
+    if (opt_.shadow == shadow_mode::off) {
+      shadow_reason_ = "off (switched off by the user)";
+      return ok_status;
+    }
+    if (!info_.dbbuf_supported()) {
+      shadow_reason_ = "off (controller lacks Doorbell Buffer Config, OACS bit 8)";
+      return ok_status;
+    }
+    if (opt_.shadow == shadow_mode::automatic && is_qemu()) {
+      shadow_reason_ = "off (QEMU 1b36:0010: its 7.x shadow-doorbell handling can stall hosts; --shadow on forces)";
+      return ok_status;
+    }
+    // The pages must be zero: stale values from a previous life would be read
+    // as doorbells (the buffers' lifetime ends at a controller reset, Base 5.8).
+    std::memset(dbbuf_.cpu, 0, dbbuf_.size);
+    auto s = nvme::cmd::doorbell_buffer_config(dbbuf_.device, dbbuf_.device + 4096);
+    if (!s) return s.error();
+    auto r = admin_sync_locked(*s);
+    if (!r) {
+      // Not fatal: run with register doorbells (Linux does the same).
+      shadow_reason_ = "off (Doorbell Buffer Config failed)";
+      return ok_status;
+    }
+    dbbuf_on_ = true;
+    shadow_reason_ = is_qemu() ? "on (SQ tail via EventIdx; CQ head also written to the register on QEMU)"
+                               : "on (Doorbell Buffer Config, EventIdx)";
+    return ok_status;
+  }
+
+  status init_io_pair(io_queue<P>& q, bool reinit = false) noexcept {
+    (void)reinit;
+    auto sqr = mmio_doorbell::make(regs_, nvme::sq_tail_doorbell(q.qid_, cap_.dstrd));
+    if (!sqr) return sqr.error();
+    auto cqr = mmio_doorbell::make(regs_, nvme::cq_head_doorbell(q.qid_, cap_.dstrd));
+    if (!cqr) return cqr.error();
+    nvme_doorbell sq_db{*sqr}, cq_db{*cqr};
+    if (dbbuf_on_) {
+      const std::size_t stride_words = std::size_t{1} << cap_.dstrd;  // (4 << DSTRD) bytes
+      auto* shadow = dbbuf_.cpu_at<std::uint32_t>();
+      auto* ei = dbbuf_.cpu_at<std::uint32_t>(4096);
+      const std::size_t sqw = 2u * q.qid_ * stride_words, cqw = (2u * q.qid_ + 1u) * stride_words;
+      shadow[sqw] = 0;
+      shadow[cqw] = 0;
+      sq_db.set_shadow(&shadow[sqw], &ei[sqw], db_mode::shadow);
+      cq_db.set_shadow(&shadow[cqw], &ei[cqw], is_qemu() ? db_mode::shadow_always : db_mode::shadow);
+    }
+    if (reinit) {
+      // Keep the command slots; only the rings restart (reset() cleared them).
+      return q.qp_.sq().init(q.sq_mem_, q.entries_, sq_db, q.policy_, q.max_unrung_).ok() &&
+                     q.qp_.cq().init(q.cq_mem_, q.entries_, cq_db).ok()
+                 ? ok_status
+                 : status{errc::invalid_argument, "re-initialising an I/O queue failed"};
+    }
+    return q.qp_.init(q.sq_mem_, q.cq_mem_, q.entries_, sq_db, cq_db, q.policy_, q.tags_, q.max_unrung_);
+  }
+
+  status create_on_device(io_queue<P>& q) noexcept {
+    spin_guard g(admin_lock_);
+    return create_on_device_locked(q);
+  }
+  status create_on_device_locked(io_queue<P>& q) noexcept {
+    auto cq = nvme::cmd::create_io_cq(q.qid_, q.entries_, q.cq_mem_.device, q.irq_, q.vector_);
+    if (!cq) return cq.error();
+    auto r1 = admin_sync_locked(*cq);
+    if (!r1) return r1.error();
+    auto sq = nvme::cmd::create_io_sq(q.qid_, q.entries_, q.sq_mem_.device, q.qid_);
+    if (!sq) return sq.error();
+    auto r2 = admin_sync_locked(*sq);
+    if (!r2) return r2.error();
+    return ok_status;
+  }
+
+  void release() noexcept {
+    if (plat_ == nullptr) return;
+    for (dma_region* r : {&asq_, &acq_, &scratch_, &dbbuf_})
+      if (r->valid()) {
+        (void)plat_->dma_free(*r);
+        *r = {};
+      }
+  }
+
+  P* plat_ = nullptr;
+  options opt_{};
+  mmio_window regs_{};
+  nvme::cap_fields cap_{};
+  std::uint32_t vs_ = 0;
+  std::uint16_t pci_vendor_ = 0, pci_device_ = 0;
+  controller_info info_{};
+  namespace_info ns_[max_namespaces]{};
+  std::uint32_t ns_count_ = 0;
+  std::uint32_t queues_granted_ = 0;
+  nvme::prp_config prp_{};
+  nvme::dptr_policy dptr_{};
+  std::uint64_t max_transfer_ = 0;
+  admin_qp admin_;
+  std::atomic_flag admin_lock_ = ATOMIC_FLAG_INIT;
+  std::uint32_t admin_seq_ = 0;
+  std::uint64_t admin_protocol_errors_ = 0;
+  std::uint32_t aers_out_ = 0;
+  std::uint64_t aer_count_ = 0;
+  async_event last_aer_{};
+  dma_region asq_{}, acq_{}, scratch_{}, dbbuf_{};
+  bool dbbuf_on_ = false;
+  const char* shadow_reason_ = "off (not configured)";
+  io_queue<P>* ios_[max_queues]{};
+  std::uint32_t io_count_ = 0;
+  std::uint32_t resets_ = 0;
+  bool ready_ = false;
+  bool shut_down_ = false;
+};
+
+// ---- io_queue members that need the controller ---------------------------------
+
+template <pci_platform P>
+template <class H>
+std::uint32_t io_queue<P>::check_timeouts(H&& handler) noexcept {
+  std::uint32_t n = 0;
+  const std::uint64_t now = owner_->platform_now();
+  qp_.timeout_scan(now, [&](std::uint16_t cid, cmd_ctx&) { expired_[n++] = cid; });
+  if (n == 0) return 0;
+  for (std::uint32_t i = 0; i < n; ++i) {
+    // "Did we miss an interrupt?" first (Linux nvme_timeout polls before
+    // aborting): a completion that arrives now is seen as late and counted.
+    poll(tags_, handler);
+    if (!qp_.tags().completed_late(expired_[i])) {
+      status a = owner_->abort_command(qid_, expired_[i]);
+      (void)a;
+      poll(tags_, handler);
+    }
+    if (qp_.tags().completed_late(expired_[i])) {
+      auto ctx = qp_.tags().release_timed_out(expired_[i]);
+      if (ctx) {
+        io_completion done;
+        done.user = ctx->user;
+        done.opcode = slots_[ctx->slot].cmd.opcode;
+        done.st = status{errc::timeout, "command timed out and was aborted"};
+        free_slot(ctx->slot);
+        handler(done);
+      }
+    } else {
+      // The controller neither completed nor aborted it: only a reset frees
+      // the slot safely (the device may still DMA into the buffer).
+      needs_reset_ = true;
+    }
+  }
+  return n;
+}
+
+template <pci_platform P>
+void io_queue<P>::release() noexcept {
+  delete[] slots_;
+  delete[] free_slots_;
+  delete[] deferred_;
+  delete[] expired_;
+  delete[] requeue_;
+  slots_ = nullptr;
+  free_slots_ = nullptr;
+  deferred_ = nullptr;
+  expired_ = nullptr;
+  requeue_ = nullptr;
+  if (owner_ != nullptr) {
+    for (dma_region* r : {&sq_mem_, &cq_mem_, &pages_})
+      if (r->valid()) {
+        (void)owner_->plat_->dma_free(*r);
+        *r = {};
+      }
+  }
+}
+
+}  // namespace dkq::nvme_driver

@@ -1,0 +1,840 @@
+// dkq-nvme - the NVMe example driver as a Linux program over VFIO.
+//
+//   dkq-nvme list
+//   dkq-nvme identify <bdf>
+//   dkq-nvme read     <bdf> --ns N --lba L --blocks C [--out FILE]
+//   dkq-nvme write    <bdf> --ns N --lba L (--in FILE | --blocks C --seed S)
+//   dkq-nvme flush    <bdf> --ns N
+//   dkq-nvme zeroes   <bdf> --ns N --lba L --blocks C
+//   dkq-nvme trim     <bdf> --ns N --lba L --blocks C
+//   dkq-nvme verify   <bdf> --ns N --lba L --blocks C [--seed S] [--qd Q]
+//   dkq-nvme perf     <bdf> --ns N [--bs B] [--qd Q] [--rw read|write|MIX%] [--seq]
+//                     [--threads T] [--irq] [--no-batch] [--time S | --ios N] [--json]
+// Common: --shadow auto|on|off, --no-sgl, --timeout-ms MS, --trace-expect
+//
+// The driver core (../driver) does the NVMe work; this file is the shell:
+// argument parsing, buffers, threads, interrupts as eventfds, signals, output.
+// It may use the OS freely (threads, stdio); the core may not.
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "../driver/controller.hpp"
+#include "vfio_platform.hpp"
+
+namespace drv = dkq::nvme_driver;
+namespace vfio = dkq::vfio;
+using dkq::dma_region;
+using dkq::dma_segment;
+using dkq::errc;
+using dkq::status;
+using ctrl_t = drv::controller<dkq::nvme_linux::vfio_platform>;
+using queue_t = drv::io_queue<dkq::nvme_linux::vfio_platform>;
+
+namespace {
+
+volatile sig_atomic_t g_stop = 0;
+void on_signal(int) { g_stop = 1; }
+
+// ---- arguments -------------------------------------------------------------------
+
+struct args {
+  std::string cmd, bdf;
+  std::uint32_t ns = 1;
+  std::uint64_t lba = 0;
+  std::uint64_t blocks = 0;
+  bool blocks_given = false;
+  std::string in, out;
+  std::uint64_t seed = 1;
+  std::uint32_t bs = 4096, qd = 32, threads = 1;
+  int read_pct = 100;
+  bool seq = false, irq = false, batch = true, json = false, trace_expect = false;
+  double seconds = 5;
+  std::uint64_t ios = 0;
+  drv::options opt;
+};
+
+[[noreturn]] void usage(const char* why = nullptr) {
+  if (why) std::fprintf(stderr, "dkq-nvme: %s\n\n", why);
+  std::fprintf(stderr,
+               "usage: dkq-nvme list\n"
+               "       dkq-nvme identify <bdf>\n"
+               "       dkq-nvme read   <bdf> --ns N --lba L --blocks C [--out FILE]\n"
+               "       dkq-nvme write  <bdf> --ns N --lba L (--in FILE | --blocks C [--seed S])\n"
+               "       dkq-nvme flush  <bdf> --ns N\n"
+               "       dkq-nvme zeroes <bdf> --ns N --lba L --blocks C\n"
+               "       dkq-nvme trim   <bdf> --ns N --lba L --blocks C\n"
+               "       dkq-nvme verify <bdf> --ns N --lba L --blocks C [--seed S] [--qd Q]\n"
+               "       dkq-nvme perf   <bdf> --ns N [--bs B] [--qd Q] [--rw read|write|PCT] [--seq]\n"
+               "                       [--threads T] [--irq] [--no-batch] [--time S | --ios N] [--json]\n"
+               "common: --shadow auto|on|off  --no-sgl  --timeout-ms MS  --trace-expect\n");
+  std::exit(2);
+}
+
+std::uint64_t parse_u64(const char* s, const char* what) {
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long v = std::strtoull(s, &end, 0);
+  if (errno != 0 || end == s || *end != '\0' || s[0] == '-') {
+    std::fprintf(stderr, "dkq-nvme: %s: '%s' is not a number\n", what, s);
+    std::exit(2);
+  }
+  return v;
+}
+
+args parse(int argc, char** argv) {
+  args a;
+  if (argc < 2) usage();
+  a.cmd = argv[1];
+  int i = 2;
+  if (a.cmd != "list") {
+    if (argc < 3 || argv[2][0] == '-') usage("a PCI address (for example 0000:00:04.0) is required");
+    a.bdf = argv[2];
+    i = 3;
+  }
+  for (; i < argc; ++i) {
+    std::string_view o = argv[i];
+    auto val = [&]() -> const char* {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "dkq-nvme: %s needs a value\n", argv[i]);
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (o == "--ns") a.ns = static_cast<std::uint32_t>(parse_u64(val(), "--ns"));
+    else if (o == "--lba") a.lba = parse_u64(val(), "--lba");
+    else if (o == "--blocks") { a.blocks = parse_u64(val(), "--blocks"); a.blocks_given = true; }
+    else if (o == "--in") a.in = val();
+    else if (o == "--out") a.out = val();
+    else if (o == "--seed") a.seed = parse_u64(val(), "--seed");
+    else if (o == "--bs") a.bs = static_cast<std::uint32_t>(parse_u64(val(), "--bs"));
+    else if (o == "--qd") a.qd = static_cast<std::uint32_t>(parse_u64(val(), "--qd"));
+    else if (o == "--threads") a.threads = static_cast<std::uint32_t>(parse_u64(val(), "--threads"));
+    else if (o == "--rw") {
+      std::string_view v = val();
+      if (v == "read") a.read_pct = 100;
+      else if (v == "write") a.read_pct = 0;
+      else a.read_pct = static_cast<int>(parse_u64(std::string(v).c_str(), "--rw (read percentage)"));
+      if (a.read_pct > 100) usage("--rw percentage is 0..100 (share of reads)");
+    } else if (o == "--seq") a.seq = true;
+    else if (o == "--irq") a.irq = true;
+    else if (o == "--poll") a.irq = false;
+    else if (o == "--no-batch") a.batch = false;
+    else if (o == "--batch") a.batch = true;
+    else if (o == "--time") a.seconds = std::atof(val());
+    else if (o == "--ios") a.ios = parse_u64(val(), "--ios");
+    else if (o == "--json") a.json = true;
+    else if (o == "--trace-expect") a.trace_expect = true;
+    else if (o == "--no-sgl") a.opt.use_sgl = false;
+    else if (o == "--timeout-ms") a.opt.io_timeout_ms = static_cast<std::uint32_t>(parse_u64(val(), "--timeout-ms"));
+    else if (o == "--shadow") {
+      std::string_view v = val();
+      if (v == "on") a.opt.shadow = drv::shadow_mode::on;
+      else if (v == "off") a.opt.shadow = drv::shadow_mode::off;
+      else if (v == "auto") a.opt.shadow = drv::shadow_mode::automatic;
+      else usage("--shadow takes auto, on or off");
+    } else {
+      std::fprintf(stderr, "dkq-nvme: unknown option %s\n", argv[i]);
+      usage();
+    }
+  }
+  if (a.qd == 0 || a.qd > 1023) usage("--qd must be 1..1023");
+  if (a.threads == 0 || a.threads > 16) usage("--threads must be 1..16");
+  a.opt.max_io_queues = a.threads;
+  return a;
+}
+
+int fail(const char* what, const status& s, const std::string& explain = {}) {
+  std::fprintf(stderr, "dkq-nvme: %s: %s [%s", what, s.message(), dkq::errc_name(s.code()));
+  if (s.detail() != 0) std::fprintf(stderr, ", detail 0x%" PRIx64, s.detail());
+  std::fprintf(stderr, "]\n");
+  if (!explain.empty()) std::fprintf(stderr, "%s", explain.c_str());
+  return 1;
+}
+
+// ---- patterns -----------------------------------------------------------------------
+// Every 8-byte word depends on (seed, absolute byte offset on the namespace),
+// so a block written to the wrong LBA, a stale read or a torn transfer is
+// caught, and the host side of the VM test can regenerate the same bytes.
+inline std::uint64_t mix(std::uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ull;
+  x ^= x >> 33;
+  return x;
+}
+void fill_pattern(std::uint8_t* p, std::uint64_t byte_offset, std::size_t len, std::uint64_t seed) {
+  for (std::size_t i = 0; i < len; i += 8) {
+    std::uint64_t w = mix(seed * 0x9e3779b97f4a7c15ull + (byte_offset + i) / 8);
+    std::memcpy(p + i, &w, 8);
+  }
+}
+
+// ---- opened device -------------------------------------------------------------------
+
+struct session {
+  std::unique_ptr<vfio::device> dev;
+  std::unique_ptr<dkq::nvme_linux::vfio_platform> plat;
+  std::unique_ptr<ctrl_t> ctrl;
+  std::vector<std::unique_ptr<queue_t>> queues;
+  bool trace_expect = false;
+
+  ~session() { close(); }
+
+  void close() {
+    if (!ctrl) return;
+    for (auto& q : queues) (void)ctrl->delete_io_queue(*q);
+    status s = ctrl->shutdown();
+    if (!s.ok()) std::fprintf(stderr, "dkq-nvme: shutdown: %s\n", s.message());
+    if (trace_expect) {
+      // Declarations for the VM harness: the device must have seen exactly
+      // these register writes (tests/vm/dkqvm.py check_trace_expectations).
+      std::printf("@@DKQ-EXPECT-TRACE pci_nvme_mmio_doorbell_sq sqid=0 count=%" PRIu64 "\n",
+                  ctrl->admin_sq_mmio_writes());
+      for (auto& q : queues) {
+        std::printf("@@DKQ-EXPECT-TRACE pci_nvme_mmio_doorbell_sq sqid=%u count=%" PRIu64 "\n", q->qid(),
+                    q->sq_mmio_writes());
+      }
+    }
+    std::fflush(stdout);
+    queues.clear();
+    ctrl.reset();
+  }
+};
+
+int open_session(session& s, const args& a) {
+  std::string why;
+  auto d = vfio::device::open(a.bdf, {}, &why);
+  if (!d) return fail(("cannot open " + a.bdf).c_str(), d.error(), why);
+  s.dev = std::make_unique<vfio::device>(std::move(*d));
+  s.plat = std::make_unique<dkq::nvme_linux::vfio_platform>(*s.dev);
+  s.ctrl = std::make_unique<ctrl_t>();
+  s.trace_expect = a.trace_expect;
+  status st = s.ctrl->init(*s.plat, a.opt);
+  if (!st.ok()) {
+    std::string ex = s.dev->last_explain();
+    return fail(("controller bring-up of " + a.bdf + " failed").c_str(), st, ex);
+  }
+  return 0;
+}
+
+// One I/O queue per thread; vector i+1 (0 stays with the admin queue).
+int add_queues(session& s, std::uint32_t n, std::uint32_t entries, bool irq, bool batch) {
+  if (irq) {
+    status st = s.dev->irq().enable(n + 1);
+    if (!st.ok()) return fail("enabling MSI-X vectors", st);
+    if (s.dev->irq().count() < n + 1) {
+      std::fprintf(stderr, "dkq-nvme: device offers %u interrupt vectors, need %u\n", s.dev->irq().count(), n + 1);
+      return 1;
+    }
+  }
+  if (n > s.ctrl->io_queues_granted()) {
+    std::fprintf(stderr, "dkq-nvme: controller granted %u I/O queues, %u requested\n", s.ctrl->io_queues_granted(), n);
+    return 1;
+  }
+  const std::uint32_t mqes = s.ctrl->cap().mqes + 1;
+  if (entries > mqes) entries = mqes;
+  for (std::uint32_t i = 0; i < n; ++i) {
+    auto q = std::make_unique<queue_t>();
+    status st = s.ctrl->create_io_queue(*q, entries, irq, static_cast<std::uint16_t>(i + 1),
+                                        batch ? dkq::ring_policy::batched : dkq::ring_policy::immediate);
+    if (!st.ok()) return fail("creating I/O queue", st);
+    s.queues.push_back(std::move(q));
+  }
+  return 0;
+}
+
+const drv::namespace_info* pick_ns(session& s, std::uint32_t nsid) {
+  const drv::namespace_info* n = s.ctrl->find_ns(nsid);
+  if (n == nullptr) {
+    std::fprintf(stderr, "dkq-nvme: namespace %u is not active on this controller (active:", nsid);
+    for (std::uint32_t i = 0; i < s.ctrl->namespace_count(); ++i) std::fprintf(stderr, " %u", s.ctrl->ns(i).nsid);
+    std::fprintf(stderr, ")\n");
+    return nullptr;
+  }
+  if (!n->usable) {
+    std::fprintf(stderr, "dkq-nvme: namespace %u cannot be used: %s\n", nsid, n->why_not);
+    return nullptr;
+  }
+  return n;
+}
+
+bool check_range(const drv::namespace_info& n, std::uint64_t lba, std::uint64_t blocks) {
+  if (blocks == 0) {
+    std::fprintf(stderr, "dkq-nvme: --blocks must be at least 1\n");
+    return false;
+  }
+  if (lba >= n.nsze || blocks > n.nsze - lba) {
+    std::fprintf(stderr,
+                 "dkq-nvme: LBA range %" PRIu64 "..%" PRIu64 " is out of range: namespace %u has %" PRIu64
+                 " blocks (0..%" PRIu64 ")\n",
+                 lba, lba + blocks - 1, n.nsid, n.nsze, n.nsze - 1);
+    return false;
+  }
+  return true;
+}
+
+// Wait for completions on queue q: interrupts (eventfd poll) or a short spin.
+void wait_for(session& s, queue_t& q, int timeout_ms) {
+  if (!q.interrupts()) return;
+  pollfd p{s.dev->irq().eventfd(q.vector()), POLLIN, 0};
+  if (::poll(&p, 1, timeout_ms) > 0) {
+    std::uint64_t c;
+    (void)!::read(p.fd, &c, sizeof c);
+  }
+}
+
+// Runs `blocks` blocks starting at `lba` as commands of at most max_transfer
+// each, up to `qd` in flight. op: read or write. The buffer holds everything.
+status transfer(session& s, queue_t& q, const drv::namespace_info& n, bool write, std::uint64_t lba,
+                std::uint64_t blocks, const dma_region& buf, std::uint32_t qd, std::uint64_t* commands = nullptr) {
+  const std::uint64_t per_cmd = std::min<std::uint64_t>(q.max_transfer() / n.block_size, 65536);
+  std::uint64_t next = 0, done_blocks = 0, cmds = 0;
+  std::uint32_t inflight = 0;
+  status first_err = dkq::ok_status;
+  std::uint64_t errors = 0;
+  auto handler = [&](const drv::io_completion& c) {
+    --inflight;
+    if (!c.st.ok()) {
+      if (errors++ == 0) first_err = c.st;
+      std::fprintf(stderr, "dkq-nvme: %s at LBA %" PRIu64 ": %s [%s]\n", write ? "write" : "read",
+                   lba + c.user, c.st.message(), dkq::errc_name(c.st.code()));
+    }
+  };
+  const std::uint64_t start = s.plat->now_ns();
+  while ((next < blocks || inflight > 0) && !g_stop) {
+    while (next < blocks && inflight < qd && first_err.ok()) {
+      const std::uint64_t nb = std::min(per_cmd, blocks - next);
+      dma_segment seg{buf.device + next * n.block_size, nb * n.block_size};
+      status st = write ? q.write(n.nsid, lba + next, static_cast<std::uint32_t>(nb), seg, next)
+                        : q.read(n.nsid, lba + next, static_cast<std::uint32_t>(nb), seg, next);
+      if (st.code() == errc::no_space) break;
+      if (!st.ok()) return st;
+      ++inflight;
+      ++cmds;
+      next += nb;
+    }
+    if (!first_err.ok() && next < blocks) next = blocks;  // stop issuing; drain
+    q.ring();
+    if (q.poll(256, handler) == 0) {
+      wait_for(s, q, 10);
+      q.check_timeouts(handler);
+      if (q.needs_reset()) {
+        std::fprintf(stderr, "dkq-nvme: a command did not complete after an abort; resetting the controller\n");
+        DKQ_TRY(s.ctrl->reset_and_recover());
+      }
+      DKQ_TRY(s.ctrl->health());
+    }
+  }
+  done_blocks = next;
+  (void)done_blocks;
+  (void)start;
+  if (commands) *commands = cmds;
+  if (g_stop) return {errc::timeout, "interrupted by a signal"};
+  return first_err;
+}
+
+status simple_cmd(session& s, queue_t& q, const char* what, status posted) {
+  if (!posted.ok()) return posted;
+  q.ring();
+  status result = dkq::ok_status;
+  bool done = false;
+  while (!done && !g_stop) {
+    if (q.poll(16, [&](const drv::io_completion& c) {
+          done = true;
+          result = c.st;
+        }) == 0) {
+      wait_for(s, q, 10);
+      q.check_timeouts([&](const drv::io_completion& c) {
+        done = true;
+        result = c.st;
+      });
+      if (q.needs_reset()) DKQ_TRY(s.ctrl->reset_and_recover());
+    }
+  }
+  (void)what;
+  return result;
+}
+
+// ---- commands -----------------------------------------------------------------------
+
+int cmd_list() {
+  vfio::sysfs fs;
+  int found = 0;
+  std::printf("%-13s %-9s %-10s %-6s %s\n", "ADDRESS", "ID", "DRIVER", "GROUP", "STATE");
+  for (const auto& d : fs.list_devices()) {
+    if ((d.class_code >> 8) != 0x0108) continue;
+    ++found;
+    char id[16];
+    std::snprintf(id, sizeof id, "%04x:%04x", d.vendor, d.device);
+    const char* state = d.driver == "vfio-pci" ? "ready for dkq-nvme"
+                        : d.iommu_group < 0    ? "no IOMMU group (IOMMU off)"
+                                               : "bind with: dkq-pci bind <address>";
+    std::printf("%-13s %-9s %-10s %-6s %s\n", vfio::to_string(d.addr).c_str(), id,
+                d.driver.empty() ? "-" : d.driver.c_str(),
+                d.iommu_group < 0 ? "-" : std::to_string(d.iommu_group).c_str(), state);
+  }
+  if (found == 0) std::printf("no NVMe controllers (PCI class 01:08) found\n");
+  return 0;
+}
+
+void print_size(std::uint64_t bytes) {
+  const char* u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes);
+  int i = 0;
+  while (v >= 1024 && i < 4) {
+    v /= 1024;
+    ++i;
+  }
+  std::printf("%.1f %s", v, u[i]);
+}
+
+int cmd_identify(session& s) {
+  const ctrl_t& c = *s.ctrl;
+  const drv::controller_info& i = c.info();
+  std::printf("controller %s  PCI %04x:%04x  NVMe %u.%u.%u\n", s.dev->info().addr.bus == 0 && false ? "" : vfio::to_string(s.dev->address()).c_str(),
+              c.pci_vendor(), c.pci_device(), c.version() >> 16, (c.version() >> 8) & 0xff, c.version() & 0xff);
+  std::printf("  model        %s\n  serial       %s\n  firmware     %s\n", i.mn, i.sn, i.fr);
+  std::printf("  cntlid       %u\n  subnqn       %s\n", i.cntlid, i.subnqn);
+  std::printf("  CAP          MQES %u  DSTRD %u  TO %u ms  MPS %" PRIu64 "..%" PRIu64 "  CQR %d\n", c.cap().mqes + 1,
+              c.cap().dstrd, c.cap().timeout_ms(), c.cap().min_page_size(), c.cap().max_page_size(), c.cap().cqr);
+  std::printf("  MDTS         %u (max transfer per command %" PRIu64 " bytes)\n", i.mdts, c.max_transfer());
+  std::printf("  SGLs         %s\n", c.uses_sgl() ? "supported, used by policy" : "not used");
+  std::printf("  write cache  %s\n", i.volatile_write_cache() ? "volatile (flush reaches it)" : "none");
+  std::printf("  ONCS         0x%04x (write zeroes %s, dataset management %s)\n", i.oncs,
+              i.write_zeroes_supported() ? "yes" : "no", i.dsm_supported() ? "yes" : "no");
+  std::printf("  I/O queues   %u granted\n", c.io_queues_granted());
+  std::printf("  shadow db    %s\n", c.shadow_reason());
+  std::printf("  AER          %u outstanding (limit %u)\n", std::min<std::uint32_t>(1, i.aerl + 1u), i.aerl + 1u);
+  std::printf("  namespaces   %u active of %u\n", c.namespace_count(), i.nn);
+  for (std::uint32_t k = 0; k < c.namespace_count(); ++k) {
+    const drv::namespace_info& n = c.ns(k);
+    std::printf("  ns %u: ", n.nsid);
+    if (!n.usable) {
+      std::printf("unusable: %s\n", n.why_not);
+      continue;
+    }
+    std::printf("%" PRIu64 " blocks of %u bytes (", n.nsze, n.block_size);
+    print_size(n.bytes());
+    std::printf("), format %u of %u:", n.format, n.nlbaf + 1u);
+    for (unsigned f = 0; f <= n.nlbaf && f < 16; ++f)
+      std::printf(" %s%u%s", f == n.format ? "[" : "", 1u << n.formats[f].lbads, f == n.formats[f].ms ? "" : "");
+    std::printf("%s\n", "");
+  }
+  return 0;
+}
+
+struct dma_buf {
+  vfio::device* dev = nullptr;
+  dma_region r{};
+  ~dma_buf() {
+    if (dev && r.valid()) (void)dev->dma_free(r);
+  }
+};
+
+int alloc_buf(session& s, dma_buf& b, std::uint64_t bytes) {
+  auto r = s.dev->dma_alloc(bytes);
+  if (!r) return fail("allocating a DMA buffer", r.error(), s.dev->last_explain());
+  b.dev = s.dev.get();
+  b.r = *r;
+  return 0;
+}
+
+int cmd_rw(session& s, const args& a, bool write) {
+  const drv::namespace_info* n = pick_ns(s, a.ns);
+  if (!n) return 1;
+  std::vector<std::uint8_t> file;
+  std::uint64_t blocks = a.blocks;
+  if (write && !a.in.empty()) {
+    FILE* f = std::fopen(a.in.c_str(), "rb");
+    if (!f) {
+      std::fprintf(stderr, "dkq-nvme: cannot open %s: %s\n", a.in.c_str(), std::strerror(errno));
+      return 1;
+    }
+    std::uint8_t tmp[65536];
+    std::size_t got;
+    while ((got = std::fread(tmp, 1, sizeof tmp, f)) > 0) file.insert(file.end(), tmp, tmp + got);
+    std::fclose(f);
+    if (file.empty() || file.size() % n->block_size != 0) {
+      std::fprintf(stderr, "dkq-nvme: %s is %zu bytes, not a (nonzero) multiple of the %u-byte block size\n",
+                   a.in.c_str(), file.size(), n->block_size);
+      return 1;
+    }
+    blocks = file.size() / n->block_size;
+  }
+  if (!a.blocks_given && file.empty()) {
+    std::fprintf(stderr, "dkq-nvme: give --blocks (number of %u-byte blocks)\n", n->block_size);
+    return 1;
+  }
+  if (!check_range(*n, a.lba, blocks)) return 1;
+  if (add_queues(s, 1, std::min<std::uint32_t>(a.qd + 1, 256), false, true)) return 1;
+  dma_buf b;
+  if (alloc_buf(s, b, blocks * n->block_size)) return 1;
+  auto* p = b.r.cpu_at<std::uint8_t>();
+  if (write) {
+    if (!file.empty()) std::memcpy(p, file.data(), file.size());
+    else fill_pattern(p, a.lba * n->block_size, blocks * n->block_size, a.seed);
+  }
+  std::uint64_t cmds = 0;
+  status st = transfer(s, *s.queues[0], *n, write, a.lba, blocks, b.r, a.qd, &cmds);
+  if (!st.ok()) return fail(write ? "write failed" : "read failed", st);
+  if (!write) {
+    if (!a.out.empty()) {
+      FILE* f = std::fopen(a.out.c_str(), "wb");
+      if (!f || std::fwrite(p, 1, blocks * n->block_size, f) != blocks * n->block_size) {
+        std::fprintf(stderr, "dkq-nvme: cannot write %s\n", a.out.c_str());
+        if (f) std::fclose(f);
+        return 1;
+      }
+      std::fclose(f);
+    } else {
+      // A short hex dump of the first block, for humans.
+      for (std::uint32_t off = 0; off < std::min<std::uint32_t>(n->block_size, 256); off += 16) {
+        std::printf("%08" PRIx64 " ", a.lba * n->block_size + off);
+        for (int k = 0; k < 16; ++k) std::printf(" %02x", p[off + k]);
+        std::printf("\n");
+      }
+    }
+  }
+  std::printf("%s %" PRIu64 " blocks at LBA %" PRIu64 " of ns %u in %" PRIu64 " commands\n", write ? "wrote" : "read",
+              blocks, a.lba, n->nsid, cmds);
+  return 0;
+}
+
+int cmd_simple(session& s, const args& a) {
+  const drv::namespace_info* n = pick_ns(s, a.ns);
+  if (!n) return 1;
+  if (a.cmd != "flush" && !check_range(*n, a.lba, a.blocks)) return 1;
+  if (a.cmd != "flush" && a.blocks > 65536) {
+    std::fprintf(stderr, "dkq-nvme: one %s command covers at most 65536 blocks\n", a.cmd.c_str());
+    return 1;
+  }
+  if (add_queues(s, 1, 16, false, true)) return 1;
+  queue_t& q = *s.queues[0];
+  status st;
+  const auto nb = static_cast<std::uint32_t>(a.blocks);
+  if (a.cmd == "flush") st = simple_cmd(s, q, "flush", q.flush(n->nsid, 0));
+  else if (a.cmd == "zeroes") st = simple_cmd(s, q, "write zeroes", q.write_zeroes(n->nsid, a.lba, nb, 0));
+  else st = simple_cmd(s, q, "deallocate", q.deallocate(n->nsid, a.lba, nb, 0));
+  if (!st.ok()) return fail((a.cmd + " failed").c_str(), st);
+  std::printf("%s of ns %u completed by the controller\n", a.cmd.c_str(), n->nsid);
+  return 0;
+}
+
+int cmd_verify(session& s, const args& a) {
+  const drv::namespace_info* n = pick_ns(s, a.ns);
+  if (!n) return 1;
+  if (!a.blocks_given) {
+    std::fprintf(stderr, "dkq-nvme: give --blocks (number of %u-byte blocks)\n", n->block_size);
+    return 1;
+  }
+  if (!check_range(*n, a.lba, a.blocks)) return 1;
+  if (add_queues(s, 1, std::min<std::uint32_t>(a.qd + 1, 256), false, true)) return 1;
+  queue_t& q = *s.queues[0];
+  const std::uint64_t bytes = a.blocks * n->block_size;
+  dma_buf wb, rb;
+  if (alloc_buf(s, wb, bytes) || alloc_buf(s, rb, bytes)) return 1;
+  fill_pattern(wb.r.cpu_at<std::uint8_t>(), a.lba * n->block_size, bytes, a.seed);
+  std::memset(rb.r.cpu, 0xa5, bytes);
+  std::uint64_t wcmds = 0, rcmds = 0;
+  status st = transfer(s, q, *n, true, a.lba, a.blocks, wb.r, a.qd, &wcmds);
+  if (!st.ok()) return fail("verify: write failed", st);
+  st = simple_cmd(s, q, "flush", q.flush(n->nsid, 0));
+  if (!st.ok()) return fail("verify: flush failed", st);
+  st = transfer(s, q, *n, false, a.lba, a.blocks, rb.r, a.qd, &rcmds);
+  if (!st.ok()) return fail("verify: read failed", st);
+  const auto* w = wb.r.cpu_at<std::uint8_t>();
+  const auto* r = rb.r.cpu_at<std::uint8_t>();
+  if (std::memcmp(w, r, bytes) != 0) {
+    std::uint64_t first = 0;
+    while (w[first] == r[first]) ++first;
+    std::fprintf(stderr, "dkq-nvme: verify MISMATCH at byte %" PRIu64 " (LBA %" PRIu64 "): wrote %02x, read %02x\n", first,
+                 a.lba + first / n->block_size, w[first], r[first]);
+    return 3;
+  }
+  std::printf("verify ok: %" PRIu64 " blocks x %u bytes at LBA %" PRIu64 " of ns %u (", a.blocks, n->block_size, a.lba,
+              n->nsid);
+  print_size(bytes);
+  std::printf(") written in %" PRIu64 " commands, flushed, read back in %" PRIu64 " commands, equal\n", wcmds, rcmds);
+  return 0;
+}
+
+// ---- perf -----------------------------------------------------------------------------
+
+struct histogram {
+  // log2 buckets with 16 linear sub-buckets: < 6.25 % error, fixed size.
+  std::uint64_t b[64 * 16]{};
+  std::uint64_t n = 0, max = 0, sum = 0;
+  static unsigned index(std::uint64_t v) {
+    if (v < 16) return static_cast<unsigned>(v);
+    const unsigned msb = 63u - static_cast<unsigned>(__builtin_clzll(v));
+    return (msb - 3) * 16 + static_cast<unsigned>((v >> (msb - 4)) & 15);
+  }
+  static std::uint64_t lower(unsigned i) {
+    if (i < 16) return i;
+    const unsigned msb = i / 16 + 3, sub = i % 16;
+    return (std::uint64_t{1} << msb) | (std::uint64_t{sub} << (msb - 4));
+  }
+  void add(std::uint64_t v) {
+    ++b[index(v)];
+    ++n;
+    sum += v;
+    if (v > max) max = v;
+  }
+  void merge(const histogram& o) {
+    for (unsigned i = 0; i < 64 * 16; ++i) b[i] += o.b[i];
+    n += o.n;
+    sum += o.sum;
+    max = std::max(max, o.max);
+  }
+  std::uint64_t pct(double p) const {
+    if (n == 0) return 0;
+    const auto want = static_cast<std::uint64_t>(std::ceil(p / 100.0 * static_cast<double>(n)));
+    std::uint64_t acc = 0;
+    for (unsigned i = 0; i < 64 * 16; ++i) {
+      acc += b[i];
+      if (acc >= want) return lower(i);
+    }
+    return max;
+  }
+};
+
+struct worker {
+  queue_t* q = nullptr;
+  dma_region buf{};
+  std::vector<std::uint64_t> started;
+  std::uint64_t rng = 0;
+  std::uint64_t next_seq = 0;
+  histogram lat;
+  std::atomic<std::uint64_t> done{0};
+  std::uint64_t errors = 0, reads = 0, writes = 0;
+  status first_err{};
+  std::uint64_t sq_db = 0, cmds = 0;
+  bool stalled_reset = false;
+};
+
+std::atomic<bool> g_perf_stop{false};
+
+void perf_thread(session& s, const args& a, const drv::namespace_info& n, worker& w, std::uint64_t ios_limit,
+                 std::atomic<std::uint64_t>& issued) {
+  queue_t& q = *w.q;
+  const std::uint32_t bpio = a.bs / n.block_size;
+  const std::uint64_t span = n.nsze / bpio;  // I/O-sized slots on the namespace
+  auto next_lba = [&]() -> std::uint64_t {
+    if (a.seq) return (w.next_seq++ % span) * bpio;
+    w.rng ^= w.rng << 13;
+    w.rng ^= w.rng >> 7;
+    w.rng ^= w.rng << 17;
+    return (w.rng % span) * bpio;
+  };
+  auto submit = [&](std::uint32_t slot) -> bool {
+    if (g_perf_stop.load(std::memory_order_relaxed) || g_stop) return false;
+    if (ios_limit && issued.fetch_add(1, std::memory_order_relaxed) >= ios_limit) return false;
+    const bool rd = a.read_pct == 100 || (a.read_pct > 0 && static_cast<int>(w.rng % 100) < a.read_pct);
+    dma_segment seg{w.buf.device + std::uint64_t{slot} * a.bs, a.bs};
+    w.started[slot] = s.plat->now_ns();
+    status st = rd ? q.read(n.nsid, next_lba(), bpio, seg, slot) : q.write(n.nsid, next_lba(), bpio, seg, slot);
+    if (!st.ok()) {
+      if (w.errors++ == 0) w.first_err = st;
+      return false;
+    }
+    (rd ? w.reads : w.writes)++;
+    return true;
+  };
+  for (std::uint32_t i = 0; i < a.qd; ++i)
+    if (!submit(i)) break;
+  q.ring();
+  auto handler = [&](const drv::io_completion& c) {
+    const auto slot = static_cast<std::uint32_t>(c.user);
+    w.lat.add(s.plat->now_ns() - w.started[slot]);
+    if (!c.st.ok() && w.errors++ == 0) w.first_err = c.st;
+    w.done.fetch_add(1, std::memory_order_relaxed);
+    (void)submit(slot);  // re-post into the freed slot; rung once per reap batch
+  };
+  std::uint32_t idle = 0;
+  while (q.in_flight() > 0) {
+    const std::uint32_t got = q.poll(a.qd, handler);
+    if (got == 0) {
+      q.ring();
+      if (q.interrupts()) wait_for(s, q, 10);
+      if ((++idle & 1023) == 0 || q.interrupts()) {
+        q.check_timeouts(handler);
+        if (q.needs_reset()) {
+          // Other threads keep their own queues; a reset needs all of them
+          // quiet, so this run stops here and main resets (see docs/nvme.md).
+          w.stalled_reset = true;
+          g_perf_stop = true;
+          break;
+        }
+      }
+    } else {
+      idle = 0;
+    }
+  }
+  w.sq_db = q.sq_mmio_writes();
+  w.cmds = q.commands_posted();
+}
+
+int cmd_perf(session& s, const args& a) {
+  const drv::namespace_info* n = pick_ns(s, a.ns);
+  if (!n) return 1;
+  if (a.bs < n->block_size || a.bs % n->block_size != 0) {
+    std::fprintf(stderr, "dkq-nvme: --bs %u is not a multiple of the %u-byte block size\n", a.bs, n->block_size);
+    return 1;
+  }
+  if (a.bs > s.ctrl->max_transfer()) {
+    std::fprintf(stderr, "dkq-nvme: --bs %u exceeds the controller's max transfer %" PRIu64 "\n", a.bs,
+                 s.ctrl->max_transfer());
+    return 1;
+  }
+  if (add_queues(s, a.threads, std::min<std::uint32_t>(a.qd + 1, s.ctrl->cap().mqes + 1), a.irq, a.batch)) return 1;
+  std::vector<std::unique_ptr<worker>> ws;
+  std::vector<dma_buf> bufs(a.threads);
+  for (std::uint32_t t = 0; t < a.threads; ++t) {
+    auto w = std::make_unique<worker>();
+    w->q = s.queues[t].get();
+    if (alloc_buf(s, bufs[t], std::uint64_t{a.qd} * a.bs)) return 1;
+    w->buf = bufs[t].r;
+    w->started.assign(a.qd, 0);
+    w->rng = 0x9e3779b97f4a7c15ull * (t + 1) ^ a.seed;
+    w->next_seq = t * (n->nsze / (a.bs / n->block_size)) / a.threads;
+    ws.push_back(std::move(w));
+  }
+  std::atomic<std::uint64_t> issued{0};
+  g_perf_stop = false;
+  const std::uint64_t t0 = s.plat->now_ns();
+  std::vector<std::thread> th;
+  for (std::uint32_t t = 0; t < a.threads; ++t)
+    th.emplace_back([&, t] { perf_thread(s, a, *n, *ws[t], a.ios, issued); });
+  const bool tty = ::isatty(1) && !a.json;
+  std::uint64_t last = 0, last_t = t0;
+  for (;;) {
+    ::usleep(100000);
+    const std::uint64_t now = s.plat->now_ns();
+    std::uint64_t total = 0;
+    for (auto& w : ws) total += w->done.load(std::memory_order_relaxed);
+    const bool time_up = a.ios == 0 && static_cast<double>(now - t0) / 1e9 >= a.seconds;
+    const bool count_done = a.ios != 0 && total >= a.ios;
+    if (now - last_t >= 1000000000ull || time_up || count_done) {
+      const double iops = static_cast<double>(total - last) * 1e9 / static_cast<double>(now - last_t);
+      if (!a.json)
+        std::fprintf(stderr, "%s[%5.1f s] %10.0f IOPS %8.1f MB/s  %" PRIu64 " I/Os%s", tty ? "\r" : "",
+                     static_cast<double>(now - t0) / 1e9, iops, iops * a.bs / 1e6, total, tty ? "   " : "\n");
+      last = total;
+      last_t = now;
+    }
+    if (time_up || count_done || g_stop || g_perf_stop) break;
+  }
+  g_perf_stop = true;
+  for (auto& t : th) t.join();
+  const std::uint64_t t1 = s.plat->now_ns();
+  if (tty) std::fprintf(stderr, "\n");
+  histogram all;
+  std::uint64_t total = 0, errors = 0, reads = 0, writes = 0, sqdb = 0, cmds = 0, cqdb = 0;
+  bool needs_reset = false;
+  status first_err{};
+  for (auto& w : ws) {
+    all.merge(w->lat);
+    total += w->done.load();
+    errors += w->errors;
+    reads += w->reads;
+    writes += w->writes;
+    sqdb += w->sq_db;
+    cmds += w->cmds;
+    cqdb += w->q->cq_mmio_writes();
+    needs_reset |= w->stalled_reset;
+    if (first_err.ok() && !w->first_err.ok()) first_err = w->first_err;
+  }
+  const double secs = static_cast<double>(t1 - t0) / 1e9;
+  const double iops = static_cast<double>(total) / secs;
+  const double mbps = iops * a.bs / 1e6;
+  const double dpc = cmds ? static_cast<double>(sqdb) / static_cast<double>(cmds) : 0;
+  if (a.json) {
+    std::printf(
+        "{\"device\":\"%s\",\"ns\":%u,\"bs\":%u,\"qd\":%u,\"threads\":%u,\"read_pct\":%d,\"pattern\":\"%s\","
+        "\"mode\":\"%s\",\"batching\":%s,\"shadow_doorbells\":%s,\"seconds\":%.3f,\"ios\":%" PRIu64
+        ",\"reads\":%" PRIu64 ",\"writes\":%" PRIu64 ",\"errors\":%" PRIu64
+        ",\"iops\":%.0f,\"mb_per_s\":%.2f,\"lat_us\":{\"mean\":%.2f,\"p50\":%.2f,\"p90\":%.2f,\"p99\":%.2f,"
+        "\"p99_9\":%.2f,\"max\":%.2f},\"sq_doorbell_writes\":%" PRIu64 ",\"cq_doorbell_writes\":%" PRIu64
+        ",\"commands\":%" PRIu64 ",\"sq_doorbells_per_command\":%.4f,\"reset_needed\":%s}\n",
+        a.bdf.c_str(), n->nsid, a.bs, a.qd, a.threads, a.read_pct, a.seq ? "sequential" : "random",
+        a.irq ? "interrupts" : "polled", a.batch ? "true" : "false", s.ctrl->shadow_doorbells() ? "true" : "false",
+        secs, total, reads, writes, errors, iops, mbps,
+        all.n ? static_cast<double>(all.sum) / static_cast<double>(all.n) / 1e3 : 0.0, static_cast<double>(all.pct(50)) / 1e3,
+        static_cast<double>(all.pct(90)) / 1e3, static_cast<double>(all.pct(99)) / 1e3,
+        static_cast<double>(all.pct(99.9)) / 1e3, static_cast<double>(all.max) / 1e3, sqdb, cqdb, cmds, dpc,
+        needs_reset ? "true" : "false");
+  } else {
+    std::printf("perf %s ns %u: %u B %s %s, QD %u x %u thread(s), %s, batching %s, shadow doorbells %s\n",
+                a.bdf.c_str(), n->nsid, a.bs, a.seq ? "sequential" : "random",
+                a.read_pct == 100 ? "reads" : a.read_pct == 0 ? "writes" : "mixed", a.qd, a.threads,
+                a.irq ? "interrupts" : "polled", a.batch ? "on" : "off", s.ctrl->shadow_doorbells() ? "on" : "off");
+    std::printf("  %" PRIu64 " I/Os in %.2f s: %.0f IOPS, %.1f MB/s, %" PRIu64 " errors\n", total, secs, iops, mbps,
+                errors);
+    std::printf("  latency us: mean %.1f  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n",
+                all.n ? static_cast<double>(all.sum) / static_cast<double>(all.n) / 1e3 : 0.0,
+                static_cast<double>(all.pct(50)) / 1e3, static_cast<double>(all.pct(90)) / 1e3,
+                static_cast<double>(all.pct(99)) / 1e3, static_cast<double>(all.pct(99.9)) / 1e3,
+                static_cast<double>(all.max) / 1e3);
+    std::printf("  SQ doorbell writes %" PRIu64 " for %" PRIu64 " commands (%.3f per command), CQ head writes %" PRIu64
+                "\n",
+                sqdb, cmds, dpc, cqdb);
+  }
+  if (needs_reset) {
+    std::fprintf(stderr, "dkq-nvme: a command neither completed nor aborted; resetting the controller\n");
+    status st = s.ctrl->reset_and_recover();
+    if (!st.ok()) return fail("controller reset", st);
+    // Drain what the reset re-posted or failed.
+    for (auto& w : ws) {
+      const std::uint64_t deadline = s.plat->now_ns() + 10000000000ull;
+      while (w->q->in_flight() > 0 && s.plat->now_ns() < deadline) w->q->poll(256, [](const drv::io_completion&) {});
+      w->q->poll(256, [](const drv::io_completion&) {});
+    }
+    return 1;
+  }
+  if (errors) return fail("perf: I/O errors", first_err);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  args a = parse(argc, argv);
+  if (a.cmd == "list") return cmd_list();
+  if (a.cmd != "identify" && a.cmd != "read" && a.cmd != "write" && a.cmd != "flush" && a.cmd != "verify" &&
+      a.cmd != "perf" && a.cmd != "zeroes" && a.cmd != "trim")
+    usage(("unknown command " + a.cmd).c_str());
+  // SIGINT/SIGTERM end loops; main then shuts the controller down (CC.SHN).
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  session s;
+  if (int rc = open_session(s, a)) return rc;
+  int rc = 0;
+  if (a.cmd == "identify") rc = cmd_identify(s);
+  else if (a.cmd == "read") rc = cmd_rw(s, a, false);
+  else if (a.cmd == "write") rc = cmd_rw(s, a, true);
+  else if (a.cmd == "verify") rc = cmd_verify(s, a);
+  else if (a.cmd == "perf") rc = cmd_perf(s, a);
+  else rc = cmd_simple(s, a);
+  s.close();
+  if (g_stop) std::fprintf(stderr, "dkq-nvme: stopped by a signal; controller shut down cleanly\n");
+  return rc;
+}
