@@ -174,7 +174,6 @@ class fake_nvme_device {
       std::memcpy(&cdw10, sqe + 40, 4);
       if (++sq_head_ == entries_) sq_head_ = 0;
       ++fetched;
-      commands.fetch_add(1, std::memory_order_relaxed);
       if (drop_next_ != 0) {
         --drop_next_;
         dropped_.push_back(cid);
@@ -182,6 +181,9 @@ class fake_nvme_device {
       }
       pending_.push_back({cid, cdw10, 0});
     }
+    // Counters once per step, not per command: the benchmark runs this model
+    // in the measured loop and an atomic RMW per I/O would dominate it.
+    if (fetched != 0) commands.fetch_add(fetched, std::memory_order_relaxed);
     if (sq_eventidx_ != nullptr) publish_sq_eventidx(tail);
     if (hold_) return 0;
     return post_pending();
@@ -271,7 +273,7 @@ class fake_nvme_device {
 
   std::uint32_t post_pending() {
     if (pending_.empty()) return 0;
-    if (shuffle_) std::shuffle(pending_.begin(), pending_.end(), rng_);
+    if (shuffle_ && pending_.size() > 1) std::shuffle(pending_.begin(), pending_.end(), rng_);
     std::uint32_t posted = 0;
     std::size_t i = 0;
     for (; i < pending_.size(); ++i) {
@@ -294,7 +296,11 @@ class fake_nvme_device {
         ++posted;
       }
     }
-    pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(i));
+    if (i == pending_.size())
+      pending_.clear();
+    else
+      pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(i));
+    if (posted != 0) completions.fetch_add(posted, std::memory_order_relaxed);
     if (posted != 0 && irq_ != nullptr) irq_->fire();
     return posted;
   }
@@ -319,7 +325,6 @@ class fake_nvme_device {
     store_release(&e.status, static_cast<std::uint16_t>((c.status << 1) | phase));
     cq_tail_ = next;
     if (cq_tail_ == 0) phase_ ^= 1;
-    completions.fetch_add(1, std::memory_order_relaxed);
     return true;
   }
 

@@ -75,16 +75,14 @@ class queue_pair {
   // copied; its identifier field is overwritten.
   DKQ_ALWAYS_INLINE result<std::uint16_t> submit(const void* sqe, const Ctx& ctx,
                                                  std::uint64_t deadline = no_deadline) noexcept {
-    result<std::uint16_t> cid = tags_.acquire(ctx, deadline);
-    if (DKQ_UNLIKELY(!cid)) return cid;
     void* slot = sq_.next_entry();
-    if (DKQ_UNLIKELY(slot == nullptr)) {
-      // Only if the device stopped reporting its SQ head; keep the tag free.
-      (void)tags_.cancel(*cid);
-      return status{errc::no_space, "submission queue is full"};
-    }
+    // Full only if the device stopped reporting its SQ head in completions.
+    if (DKQ_UNLIKELY(slot == nullptr)) return status{errc::no_space, "submission queue is full"};
+    std::uint16_t cid;
+    if (DKQ_UNLIKELY(!tags_.try_acquire(ctx, deadline, cid)))
+      return status{errc::no_space, "all command tags are in use"};
     std::memcpy(slot, sqe, Layout::sqe_size);
-    Layout::set_cid(slot, *cid);
+    Layout::set_cid(slot, cid);
     (void)sq_.post_in_place();  // cannot fail: next_entry() found room
     return cid;
   }
@@ -96,12 +94,13 @@ class queue_pair {
   DKQ_ALWAYS_INLINE std::uint32_t process_completions(std::uint32_t budget, OnComplete&& on_complete,
                                                       OnError&& on_error) noexcept {
     const std::uint32_t n = cq_.reap(budget, [&](const cqe_type& e) {
-      if (status s = sq_.update_head(Layout::cq_layout::sq_head(e)); DKQ_UNLIKELY(!s)) on_error(s, e);
-      result<Ctx> ctx = tags_.complete(Layout::cq_layout::cid(e));
-      if (DKQ_LIKELY(ctx.ok())) {
-        on_complete(*ctx, e);
+      if (DKQ_UNLIKELY(!sq_.try_update_head(Layout::cq_layout::sq_head(e))))
+        on_error(sq_.update_head(Layout::cq_layout::sq_head(e)), e);
+      Ctx ctx{};
+      if (DKQ_LIKELY(tags_.try_complete(Layout::cq_layout::cid(e), ctx))) {
+        on_complete(ctx, e);
       } else {
-        on_error(ctx.error(), e);
+        on_error(tags_.complete(Layout::cq_layout::cid(e)).error(), e);
       }
     });
     sq_.flush();

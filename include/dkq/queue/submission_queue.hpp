@@ -118,8 +118,9 @@ class submission_queue {
     db_ = db;
     policy_ = policy;
     max_unrung_ = max_unrung == 0 ? entries - 1 : max_unrung;
+    capacity_ = entries - 1;
     tail_ = head_ = last_rung_ = 0;
-    reserved_ = 0;
+    in_use_ = unrung_ = reserved_ = 0;
     counters_ = {};
     return ok_status;
   }
@@ -134,13 +135,12 @@ class submission_queue {
   Db& doorbell_ref() noexcept { return db_; }
 
   // Entries posted but not yet consumed by the device (as its last reported
-  // head says), and the free slots left.
-  DKQ_ALWAYS_INLINE std::uint32_t in_use() const noexcept { return distance(head_, tail_); }
-  DKQ_ALWAYS_INLINE std::uint32_t free_slots() const noexcept {
-    return entries_ == 0 ? 0 : entries_ - 1 - in_use();
-  }
+  // head says), and the free slots left. Kept as counters so the hot path
+  // does no modular distance arithmetic.
+  DKQ_ALWAYS_INLINE std::uint32_t in_use() const noexcept { return in_use_; }
+  DKQ_ALWAYS_INLINE std::uint32_t free_slots() const noexcept { return capacity_ - in_use_; }
   // Entries posted but not yet rung.
-  DKQ_ALWAYS_INLINE std::uint32_t unrung() const noexcept { return distance(last_rung_, tail_); }
+  DKQ_ALWAYS_INLINE std::uint32_t unrung() const noexcept { return unrung_; }
 
   // The slot the next post() fills, to build an entry in place (liburing
   // io_uring_get_sqe); nullptr when the queue is full. Publish it with
@@ -189,16 +189,17 @@ class submission_queue {
     reserved_ = 0;
     if (n == 0) return ok_status;
     advance(n);
-    if (end_of_batch || policy_ == ring_policy::immediate || unrung() >= max_unrung_) ring();
+    if (end_of_batch || policy_ == ring_policy::immediate || unrung_ >= max_unrung_) ring();
     return ok_status;
   }
 
   // Write the tail doorbell if anything was posted since the last write.
   // Returns true if the doorbell was written.
   DKQ_ALWAYS_INLINE bool ring() noexcept {
-    if (tail_ == last_rung_) return false;  // never the same value twice
+    if (unrung_ == 0) return false;  // never the same value twice
     db_.write(tail_);
     last_rung_ = tail_;
+    unrung_ = 0;
     ++counters_.doorbell_writes;
     return true;
   }
@@ -209,16 +210,22 @@ class submission_queue {
   // move forward within the entries the doorbell has published; anything else
   // is a protocol error and changes nothing.
   DKQ_ALWAYS_INLINE status update_head(std::uint32_t new_head) noexcept {
-    if (DKQ_UNLIKELY(new_head >= entries_ || distance(head_, new_head) > distance(head_, last_rung_)))
-      return {errc::protocol_error, "device reported a submission queue head outside the posted entries",
-              new_head};
+    if (DKQ_LIKELY(try_update_head(new_head))) return ok_status;
+    return {errc::protocol_error, "device reported a submission queue head outside the posted entries", new_head};
+  }
+  // The same check as a bool, for hot loops that report errors themselves.
+  DKQ_ALWAYS_INLINE bool try_update_head(std::uint32_t new_head) noexcept {
+    const std::uint32_t moved = distance(head_, new_head);
+    // Entries the device may have consumed: rung and not yet reported.
+    if (DKQ_UNLIKELY(new_head >= entries_ || moved > in_use_ - unrung_)) return false;
     head_ = new_head;
-    return ok_status;
+    in_use_ -= moved;
+    return true;
   }
 
   // Forget everything posted (after a controller reset or queue deletion; the
   // device's view restarts at 0 too).
-  void reset_indices() noexcept { tail_ = head_ = last_rung_ = reserved_ = 0; }
+  void reset_indices() noexcept { tail_ = head_ = last_rung_ = reserved_ = in_use_ = unrung_ = 0; }
 
  private:
   DKQ_ALWAYS_INLINE std::uint32_t distance(std::uint32_t from, std::uint32_t to) const noexcept {
@@ -231,14 +238,19 @@ class submission_queue {
     std::uint32_t t = tail_ + n;
     if (t >= entries_) t -= entries_;
     tail_ = t;
+    in_use_ += n;
+    unrung_ += n;
     counters_.entries_posted += n;
   }
   DKQ_ALWAYS_INLINE void after_post() noexcept {
-    if (policy_ == ring_policy::immediate || DKQ_UNLIKELY(unrung() >= max_unrung_)) ring();
+    if (policy_ == ring_policy::immediate || DKQ_UNLIKELY(unrung_ >= max_unrung_)) ring();
   }
 
   std::uint8_t* base_ = nullptr;
   std::uint32_t entries_ = 0;
+  std::uint32_t capacity_ = 0;   // entries - 1: one slot stays empty
+  std::uint32_t in_use_ = 0;     // distance(head_, tail_)
+  std::uint32_t unrung_ = 0;     // distance(last_rung_, tail_)
   std::uint32_t tail_ = 0;       // next slot the host fills
   std::uint32_t head_ = 0;       // next slot the device consumes, as it last said
   std::uint32_t last_rung_ = 0;  // tail value the doorbell last carried

@@ -112,7 +112,14 @@ class tag_table {
 
   // Take a free slot for `ctx`; returns its identifier, or no_space.
   DKQ_ALWAYS_INLINE result<std::uint16_t> acquire(const Ctx& ctx, std::uint64_t deadline = no_deadline) noexcept {
-    if (DKQ_UNLIKELY(free_head_ == end_of_list)) return status{errc::no_space, "all command tags are in use"};
+    std::uint16_t cid;
+    if (DKQ_UNLIKELY(!try_acquire(ctx, deadline, cid))) return status{errc::no_space, "all command tags are in use"};
+    return cid;
+  }
+  // The same as a bool (false: no free tag), for hot paths that build their
+  // own error value.
+  DKQ_ALWAYS_INLINE bool try_acquire(const Ctx& ctx, std::uint64_t deadline, std::uint16_t& cid) noexcept {
+    if (DKQ_UNLIKELY(free_head_ == end_of_list)) return false;
     const std::uint16_t idx = free_head_;
     slot& s = slots_[idx];
     free_head_ = s.next_free;
@@ -122,7 +129,8 @@ class tag_table {
     s.late_seen = false;
     ++busy_;
     ++counters_.acquired;
-    return make_cid(idx, s.gen);
+    cid = make_cid(idx, s.gen);
+    return true;
   }
 
   // Give back an identifier that was acquired but never reached the device
@@ -134,9 +142,23 @@ class tag_table {
     return ok_status;
   }
 
+  // Fast path of complete(): true and `out` set if `cid` is in flight with
+  // its generation (the slot is then free); false, with nothing changed and
+  // nothing counted, otherwise - call complete() to classify the error.
+  DKQ_ALWAYS_INLINE bool try_complete(std::uint16_t cid, Ctx& out) noexcept {
+    const std::uint32_t idx = index_of(cid);
+    if (DKQ_UNLIKELY(idx >= count_)) return false;
+    slot& s = slots_[idx];
+    if (DKQ_UNLIKELY(s.state != tag_state::in_flight || s.gen != gen_of(cid))) return false;
+    out = s.ctx;
+    free_slot(idx);
+    ++counters_.completed;
+    return true;
+  }
+
   // Map a completion's identifier back to its context and free the slot.
   // Errors (see the header comment) free nothing and deliver nothing.
-  DKQ_ALWAYS_INLINE result<Ctx> complete(std::uint16_t cid) noexcept {
+  result<Ctx> complete(std::uint16_t cid) noexcept {
     const std::uint32_t idx = index_of(cid);
     if (DKQ_UNLIKELY(idx >= count_)) {
       ++counters_.out_of_range;
