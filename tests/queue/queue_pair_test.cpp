@@ -5,15 +5,28 @@
 
 #include <gtest/gtest.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <map>
 #include <random>
 #include <vector>
 
+#include "dkq/nvme/spec.hpp"
 #include "support/fake_nvme_device.hpp"
 
 namespace {
+
+// The queue layer's minimal CQE (it may not include the protocol layer) must
+// stay layout-identical to the full NVMe structure in dkq/nvme/spec.hpp, so a
+// driver can read either view of the same entry.
+static_assert(sizeof(dkq::nvme_cqe) == sizeof(dkq::nvme::cqe));
+static_assert(offsetof(dkq::nvme_cqe, sq_head) == offsetof(dkq::nvme::cqe, sq_head));
+static_assert(offsetof(dkq::nvme_cqe, sq_id) == offsetof(dkq::nvme::cqe, sq_id));
+static_assert(offsetof(dkq::nvme_cqe, cid) == offsetof(dkq::nvme::cqe, cid));
+static_assert(offsetof(dkq::nvme_cqe, status) == offsetof(dkq::nvme::cqe, status));
+// And the identifier goes where the full SQE has it.
+static_assert(offsetof(dkq::nvme::sqe, cid) == 2 && offsetof(dkq::nvme::sqe, cdw10) == 40);
 
 using dkq::errc;
 using dkq::nvme_cqe;

@@ -164,4 +164,43 @@ TEST(QueueStress, SharedQueueThroughHostRings) {
   EXPECT_EQ(dev.sq_tail_reg.same_value_writes.load(), 0u);
 }
 
+// MFI-style reply queue with the controller in another thread: context words
+// and the producer index written by the "device", the consumer index by the
+// host (a host_word_doorbell); every context arrives once, in order.
+TEST(QueueStress, ReplyQueueProducerIndexAcrossThreads) {
+  constexpr std::uint32_t entries = 13;  // MFI sizes need not be powers of two
+  constexpr std::uint32_t n = per_thread;
+  test_dma_buffer mem(8u * entries);
+  std::uint32_t producer = 0, consumer = 0;
+  dkq::index_reply_queue<std::uint64_t, dkq::host_word_doorbell> rq;
+  ASSERT_TRUE(rq.init(mem.region(), entries, &producer, dkq::host_word_doorbell{&consumer}).ok());
+  auto* ring = mem.region().cpu_at<std::uint64_t>();
+  std::thread device([&] {
+    std::uint32_t tail = 0;
+    for (std::uint64_t ctx = 0; ctx < n;) {
+      const std::uint32_t next = tail + 1 == entries ? 0 : tail + 1;
+      if (next == dkq::load_acquire(&consumer)) {  // full: one slot stays empty
+        std::this_thread::yield();
+        continue;
+      }
+      dkq::store_relaxed(&ring[tail], static_cast<std::uint64_t>(0xc0de000000000000ull | ctx));
+      tail = next;
+      dkq::store_release(&producer, tail);
+      ++ctx;
+    }
+  });
+  std::uint64_t expect = 0, bad = 0;
+  while (expect < n) {
+    auto got = rq.reap(7, [&](std::uint64_t ctx) {
+      if (ctx != (0xc0de000000000000ull | expect)) ++bad;
+      ++expect;
+    });
+    if (!got.ok()) ++bad;
+    if (got.ok() && *got == 0) std::this_thread::yield();
+  }
+  device.join();
+  EXPECT_EQ(bad, 0u);
+  EXPECT_EQ(rq.counters().entries_reaped, n);
+}
+
 }  // namespace
