@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# scripts/bench.sh - build the release preset and run the ring benchmarks.
+#
+#   scripts/bench.sh            full suite (10 repetitions), regenerates
+#                               docs/benchmarks.md and docs/bench-rings.png
+#   scripts/bench.sh --short    a subset with 3 short repetitions (< 1 minute
+#                               of running), prints the dkq-vs-best-peer table;
+#                               writes its report under build/, not docs/
+#   scripts/bench.sh --icount   instructions per element (valgrind callgrind),
+#                               one thread, every SPSC/MP implementation
+#
+# Environment: BUILD_DIR (default build/release, the preset's directory),
+# JOBS (default 2), PYTHON (default /usr/bin/python3, which has Debian's
+# matplotlib for the chart; any python3 works without the chart).
+#
+# Debian packages: cmake ninja-build g++ libbenchmark-dev libdpdk-dev
+# libboost-dev libreaderwriterqueue-dev libconcurrentqueue-dev
+# libatomic-queue-dev libtbb-dev libnuma-dev python3 (python3-matplotlib for
+# the chart, valgrind for --icount).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+mode=full
+case "${1:-}" in
+  --short) mode=short ;;
+  --icount) mode=icount ;;
+  --full | "") mode=full ;;
+  -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+  *) echo "usage: $0 [--short|--full|--icount]" >&2; exit 2 ;;
+esac
+
+build=${BUILD_DIR:-$root/build/release}
+jobs=${JOBS:-2}
+py=${PYTHON:-}
+if [[ -z "$py" ]]; then
+  if [[ -x /usr/bin/python3 ]]; then py=/usr/bin/python3; else py=python3; fi
+fi
+
+if [[ "$build" == "$root/build/release" ]]; then
+  cmake --preset release -S "$root" >/dev/null
+else
+  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+fi
+cmake --build "$build" --target dkq_bench_rings dkq_icount_rings -j "$jobs"
+bin=$build/bench/rings/dkq_bench_rings
+
+# Other processes disturb every number here (2 CPUs are shared by the two
+# benchmark threads already); say how busy the machine was.
+echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+if [[ $mode == icount ]]; then
+  command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 1; }
+  ic=$build/bench/rings/dkq_icount_rings
+  n=262144
+  count() {  # instructions (x10) per element between N=0 and N=n runs
+    local a z
+    a=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$ic" "$1" "$2" 0 2>&1 |
+        awk '/Collected/ {print $4}')
+    z=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$ic" "$1" "$2" $n 2>&1 |
+        awk '/Collected/ {print $4}')
+    awk -v a="$a" -v z="$z" -v n=$n 'BEGIN { printf "%8.1f", (z - a) / n }'
+  }
+  printf "instructions per element (push + pop + check, one thread, capacity 1024)\n"
+  printf "%-16s %8s %8s %8s %8s\n" impl b=1 b=8 b=32 b=256
+  for impl in dkq rte_ring boost_spsc moodycamel_rwq atomic_queue dkq_mpsc rte_ring_mpsc \
+              dkq_mpmc rte_ring_mpmc; do
+    printf "%-16s" "$impl"
+    for b in 1 8 32 256; do count "$impl" "$b"; done
+    echo
+  done
+  exit 0
+fi
+
+if [[ $mode == short ]]; then
+  out=$build/bench/rings/bench-rings-short.json
+  # Capacity 1024, every batch, ping-pong and both multi-producer cases:
+  # each implementation appears, in under a minute.
+  "$bin" --benchmark_filter='^(spsc_stream/cap:1024/|spsc_pingpong/|mpsc_stream/|mpmc_stream/)' \
+    --benchmark_min_time=0.05 --benchmark_repetitions=3 \
+    --benchmark_display_aggregates_only=true \
+    --benchmark_out="$out" --benchmark_out_format=json >/dev/null
+  "$py" "$root/scripts/bench_report.py" "$out" \
+    --out "$build/bench/rings/benchmarks-short.md" --summary
+  echo "short report: $build/bench/rings/benchmarks-short.md (full run: scripts/bench.sh)"
+  exit 0
+fi
+
+out=$build/bench/rings/bench-rings.json
+"$bin" --benchmark_min_time=0.2 --benchmark_repetitions=10 \
+  --benchmark_display_aggregates_only=true \
+  --benchmark_out="$out" --benchmark_out_format=json
+mkdir -p "$root/bench/rings/results"
+cp "$out" "$root/bench/rings/results/bench-rings.json"
+"$py" "$root/scripts/bench_report.py" "$root/bench/rings/results/bench-rings.json" \
+  --out "$root/docs/benchmarks.md" --chart "$root/docs/bench-rings.png" \
+  --notes "$root/bench/rings/NOTES.md" --summary
