@@ -167,7 +167,8 @@ class fake_mfi_controller {
       case mfi::reg::inbound_queue_port:
         ++c.frames;
         if ((v & 1u) == 0) err("queue port write without bit 0");
-        if (hold) held_.push_back(v);
+        // hold delays I/O frames only; INIT, DCMD and ABORT are answered at once.
+        if (hold && is_io_frame(v)) held_.push_back(v);
         else handle_frame(v);
         break;
       default: break;
@@ -194,6 +195,11 @@ class fake_mfi_controller {
   };
 
   void err(const std::string& s) { c.errors.push_back(s); }
+
+  bool is_io_frame(std::uint32_t v) const {
+    const std::uint8_t* f = dma_.translate(v & ~0x1fu, 1);
+    return f != nullptr && f[0] >= mfi::cmd::ld_read && f[0] <= mfi::cmd::pd_scsi_io;
+  }
 
   void soft_reset() {
     ++c.resets;

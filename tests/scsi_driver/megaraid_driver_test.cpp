@@ -1,0 +1,450 @@
+// Tests of the MegaRAID (MFI) example driver core (examples/scsi/driver)
+// against the software controller model in tests/support/fake_mfi_controller.hpp.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "examples/scsi/driver/megaraid.hpp"
+#include "support/fake_mfi_controller.hpp"
+
+namespace mr = dkq::examples::megaraid;
+using dkq::errc;
+using dkq::testing::fake_dma_space;
+using dkq::testing::fake_mfi_controller;
+using dkq::testing::fake_mfi_platform;
+
+namespace {
+
+struct rig {
+  fake_dma_space dma;
+  fake_mfi_controller ctl;
+  fake_mfi_platform plat;
+  mr::controller<fake_mfi_platform> drv;
+  explicit rig(std::uint32_t max_cmds = 64, std::uint32_t disks = 2) : ctl(dma, max_cmds), plat(dma, ctl) {
+    for (std::uint32_t i = 0; i < disks; ++i) ctl.add_disk(static_cast<std::uint8_t>(i), 2048 + i * 1024);
+  }
+  dkq::dma_region buffer(std::size_t n, std::uint64_t limit = mr::no_address_limit) {
+    auto r = dma.alloc(n, limit);
+    EXPECT_TRUE(r.ok());
+    return *r;
+  }
+};
+
+struct counter {
+  int calls = 0;
+  dkq::status last{};
+  static void done(void* u, const mr::completion& c) noexcept {
+    auto* self = static_cast<counter*>(u);
+    ++self->calls;
+    self->last = c.st;
+  }
+};
+
+TEST(MegaraidDriver, BringUpReadsLimitsAndDrives) {
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  EXPECT_TRUE(r.plat.bus_master);
+  const auto& i = r.drv.info();
+  EXPECT_EQ(i.register_bar, 1);  // BAR 0 is I/O on the 2108
+  EXPECT_EQ(i.fw_max_cmds, 64u);
+  EXPECT_EQ(i.info_max_cmds, 64u);
+  EXPECT_EQ(i.reply_entries, 64u);
+  EXPECT_EQ(i.queue_depth, 64u - 1 - 2);  // never fill the reply queue; 2 internal
+  EXPECT_STREQ(i.product, "Fake MegaRAID 9260-8i");
+  EXPECT_EQ(i.sgl, dkq::scsi::mfi_sgl_format::sgl64);
+  ASSERT_EQ(r.drv.logical_drives().size(), 2u);
+  EXPECT_EQ(r.drv.logical_drives()[1].target, 1);
+  EXPECT_EQ(r.drv.logical_drives()[1].sectors, 3072u);
+  EXPECT_EQ(r.drv.physical_drives().size(), 2u);
+  EXPECT_EQ(r.ctl.c.inits, 1u);
+  EXPECT_EQ(r.ctl.state(), dkq::scsi::mfi::fw_state::operational);
+  EXPECT_NE(r.ctl.intr_mask(), 0xffffffffu);
+  EXPECT_TRUE(r.ctl.c.errors.empty()) << r.ctl.c.errors.front();
+  ASSERT_TRUE(r.drv.stop().ok());
+  EXPECT_EQ(r.ctl.c.cache_flushes, 1u);
+  EXPECT_EQ(r.ctl.c.shutdowns, 1u);
+  EXPECT_EQ(r.ctl.intr_mask(), 0xffffffffu);  // masked at stop (QEMU: soft reset)
+  EXPECT_EQ(r.dma.live(), 0u);
+}
+
+TEST(MegaraidDriver, FirmwareStatesToReady) {
+  rig r;
+  r.ctl.boot_states = {0x1, 0x4, 0x6, 0x9, 0x8};
+  mr::options o;
+  o.use_interrupts = false;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  EXPECT_TRUE(r.ctl.c.errors.empty());
+}
+
+TEST(MegaraidDriver, FaultIsAClearError) {
+  rig r;
+  r.ctl.fault = true;
+  dkq::status s = r.drv.start(r.plat, {});
+  EXPECT_EQ(s.code(), errc::device_error);
+  EXPECT_NE(std::strstr(s.message(), "FAULT"), nullptr);
+  EXPECT_EQ(r.dma.live(), 0u);
+}
+
+TEST(MegaraidDriver, StuckFirmwareTimesOut) {
+  rig r;
+  r.ctl.boot_states = {0x4};
+  r.ctl.stuck = true;
+  mr::options o;
+  o.ready_timeout_ns = 50'000'000;
+  dkq::status s = r.drv.start(r.plat, o);
+  EXPECT_EQ(s.code(), errc::timeout);
+}
+
+TEST(MegaraidDriver, RemovedControllerReadsAllOnes) {
+  rig r;
+  r.ctl.removed = true;
+  EXPECT_EQ(r.drv.start(r.plat, {}).code(), errc::removed);
+}
+
+TEST(MegaraidDriver, OperationalFirmwareIsResetFirst) {
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  // A second driver instance finds the firmware OPERATIONAL (no stop()).
+  mr::controller<fake_mfi_platform> again;
+  fake_mfi_platform plat2(r.dma, r.ctl);
+  ASSERT_TRUE(again.start(plat2, o).ok());
+  EXPECT_GE(r.ctl.c.resets, 1u);
+  EXPECT_EQ(r.ctl.c.inits, 2u);
+}
+
+TEST(MegaraidDriver, ScsiCommandsOnEveryTarget) {
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  for (const auto& ld : r.drv.logical_drives()) {
+    auto inq = r.drv.inquiry(ld.target);
+    ASSERT_TRUE(inq.ok());
+    EXPECT_STREQ(inq->vendor, "FAKE");
+    auto cap = r.drv.read_capacity(ld.target);
+    ASSERT_TRUE(cap.ok());
+    EXPECT_EQ(cap->blocks, ld.sectors);
+    EXPECT_EQ(cap->block_size, 512u);
+    auto cap16 = r.drv.read_capacity_16(ld.target);
+    ASSERT_TRUE(cap16.ok());
+    EXPECT_EQ(cap16->blocks, ld.sectors);
+    EXPECT_TRUE(r.drv.test_unit_ready(ld.target).ok());
+    std::uint8_t page[64];
+    auto n = r.drv.vpd(ld.target, 0x80, page);
+    ASSERT_TRUE(n.ok());
+    EXPECT_EQ(*n, 8u);
+    EXPECT_EQ(page[7], '0' + ld.target);
+    auto sense = r.drv.request_sense(ld.target);
+    ASSERT_TRUE(sense.ok());
+    EXPECT_EQ(sense->key, 0);
+  }
+  // A target that is not there: MFI status decoded.
+  dkq::scsi::cdb_bytes c;
+  auto bad = r.drv.scsi_command(9, c, dkq::scsi::test_unit_ready(c), 0);
+  EXPECT_EQ(bad.mfi_status, dkq::scsi::mfi::stat::device_not_found);
+  EXPECT_FALSE(bad.st.ok());
+  // Unknown opcode: CHECK CONDITION with sense decoded to text.
+  c = {};
+  c[0] = 0xc7;
+  auto inv = r.drv.scsi_command(0, c, 6, 0);
+  EXPECT_EQ(inv.mfi_status, dkq::scsi::mfi::stat::scsi_done_with_error);
+  ASSERT_TRUE(inv.sense_valid);
+  EXPECT_EQ(inv.st.code(), errc::not_supported);
+  char text[128];
+  dkq::scsi::describe(inv.sense, text, sizeof text);
+  EXPECT_NE(std::strstr(text, "ILLEGAL REQUEST"), nullptr) << text;
+  EXPECT_TRUE(r.ctl.c.errors.empty());
+}
+
+void check_roundtrip(rig& r, bool pass_through) {
+  const std::uint32_t bs = 512, blocks = 24;
+  auto out = r.buffer(bs * blocks);
+  auto in = r.buffer(bs * blocks);
+  for (std::uint8_t t = 0; t < 2; ++t) {
+    for (std::size_t i = 0; i < out.size; ++i) out.cpu_at<std::uint8_t>()[i] = static_cast<std::uint8_t>(i * 13 + t + 1);
+    mr::request w;
+    w.target = t;
+    w.data = dkq::dma_region{out.cpu, out.device, bs * blocks};
+    if (pass_through) {
+      w.kind = mr::op::ld_scsi;
+      w.cdb_len = dkq::scsi::read_write(w.cdb, true, 100, blocks, t == 1).value();
+    } else {
+      w.kind = mr::op::ld_write;
+      w.lba = 100;
+      w.blocks = blocks;
+    }
+    w.dir = dkq::dma_direction::to_device;
+    ASSERT_TRUE(r.drv.execute(w).st.ok());
+    EXPECT_EQ(std::memcmp(r.ctl.disk(t)->data.data() + 100 * bs, out.cpu, bs * blocks), 0);
+    mr::request rd = w;
+    rd.dir = dkq::dma_direction::from_device;
+    rd.data = dkq::dma_region{in.cpu, in.device, bs * blocks};
+    if (pass_through) rd.cdb_len = dkq::scsi::read_write(rd.cdb, false, 100, blocks, t == 1).value();
+    else rd.kind = mr::op::ld_read;
+    std::memset(in.cpu, 0, in.size);
+    ASSERT_TRUE(r.drv.execute(rd).st.ok());
+    EXPECT_EQ(std::memcmp(in.cpu, out.cpu, bs * blocks), 0);
+  }
+}
+
+TEST(MegaraidDriver, LdFramesAndPassThroughMoveData) {
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  check_roundtrip(r, false);
+  check_roundtrip(r, true);
+  EXPECT_GT(r.ctl.c.sgl64_frames, 0u);
+  EXPECT_TRUE(r.ctl.c.errors.empty()) << r.ctl.c.errors.front();
+}
+
+TEST(MegaraidDriver, Forced32BitBouncesHighBuffersAndUsesSgl32) {
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  o.force_32bit = true;
+  o.bounce_chunk = 4096;  // several chunks per command: a multi-element SGL32
+  o.bounce_chunks = 64;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  EXPECT_EQ(r.drv.info().sgl, dkq::scsi::mfi_sgl_format::sgl32);
+  check_roundtrip(r, false);
+  check_roundtrip(r, true);
+  EXPECT_GT(r.drv.stats().bounced, 0u);
+  EXPECT_GT(r.ctl.c.sgl32_frames, 0u);
+  EXPECT_EQ(r.ctl.c.sgl64_frames, 0u);
+  EXPECT_GT(r.ctl.c.max_sge_seen, 1u);
+  EXPECT_LT(r.ctl.c.highest_sge_addr, std::uint64_t{1} << 32);  // the device never saw a high address
+  EXPECT_TRUE(r.ctl.c.errors.empty()) << r.ctl.c.errors.front();
+}
+
+TEST(MegaraidDriver, SyncCache16RejectedIsRetriedAs10AndReachesDevice) {
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  auto c = r.drv.synchronize_cache(0, true);
+  EXPECT_TRUE(c.st.ok());
+  EXPECT_EQ(r.ctl.c.sync16, 1u);
+  EXPECT_EQ(r.ctl.c.sync10, 1u);
+  EXPECT_EQ(r.drv.stats().sync16_fallbacks, 1u);
+  EXPECT_TRUE(r.drv.logical_drives()[0].sync16_rejected);
+  // Next time straight to the 10-byte form; never acknowledged locally.
+  EXPECT_TRUE(r.drv.synchronize_cache(0, true).st.ok());
+  EXPECT_EQ(r.ctl.c.sync16, 1u);
+  EXPECT_EQ(r.ctl.c.sync10, 2u);
+  // A device that accepts the 16-byte form gets it.
+  r.ctl.reject_sync16 = false;
+  EXPECT_TRUE(r.drv.synchronize_cache(1, true).st.ok());
+  EXPECT_EQ(r.ctl.c.sync16, 2u);
+  EXPECT_EQ(r.ctl.c.sync10, 2u);
+  EXPECT_EQ(r.drv.stats().sync_cache_sent, 4u);
+}
+
+TEST(MegaraidDriver, SustainedLoadWrapsReplyQueueWithoutLoss) {
+  rig r(32);
+  mr::options o;
+  o.use_interrupts = false;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  r.ctl.hold = true;  // completions arrive in bursts, as on a real device
+  auto buf = r.buffer(512 * 64);
+  constexpr int total = 5000;
+  std::vector<int> seen(total, 0);
+  struct ctx_t {
+    std::vector<int>* seen;
+    int idx;
+  };
+  std::vector<ctx_t> ctxs(total);
+  int submitted = 0, completed = 0;
+  auto done = [](void* u, const mr::completion& c) noexcept {
+    auto* x = static_cast<ctx_t*>(u);
+    EXPECT_TRUE(c.st.ok());
+    ++(*x->seen)[static_cast<std::size_t>(x->idx)];
+  };
+  while (completed < total) {
+    while (submitted < total) {
+      mr::request q;
+      q.kind = (submitted & 1) ? mr::op::ld_read : mr::op::ld_write;
+      q.dir = (submitted & 1) ? dkq::dma_direction::from_device : dkq::dma_direction::to_device;
+      q.target = static_cast<std::uint8_t>(submitted % 2);
+      q.lba = static_cast<std::uint64_t>(submitted % 1000);
+      q.blocks = 1;
+      q.data = dkq::dma_region{buf.cpu_at(static_cast<std::size_t>(submitted % 64) * 512),
+                               buf.device_at(static_cast<std::size_t>(submitted % 64) * 512), 512};
+      ctxs[static_cast<std::size_t>(submitted)] = {&seen, submitted};
+      q.done = done;
+      q.user = &ctxs[static_cast<std::size_t>(submitted)];
+      dkq::status s = r.drv.submit(q);
+      if (s.code() == errc::no_space) break;
+      ASSERT_TRUE(s.ok()) << s.message();
+      ++submitted;
+    }
+    r.ctl.step(7);
+    completed += static_cast<int>(r.drv.poll());
+  }
+  for (int i = 0; i < total; ++i) ASSERT_EQ(seen[static_cast<std::size_t>(i)], 1) << i;
+  EXPECT_GT(r.drv.stats().reply_wraps, total / 32 - 2);
+  EXPECT_LT(r.drv.stats().ci_writes, static_cast<std::uint64_t>(total));  // one per batch, not per entry
+  EXPECT_EQ(r.drv.in_flight(), 0u);
+  EXPECT_TRUE(r.ctl.c.errors.empty()) << r.ctl.c.errors.front();
+}
+
+TEST(MegaraidDriver, InterruptModeGoesThroughTheDispatcher) {
+  rig r;
+  r.plat.vectors = 1;
+  mr::options o;
+  o.mode = dkq::completion_mode::interrupt;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  EXPECT_EQ(r.drv.info().vectors, 1u);
+  EXPECT_GT(r.plat.irq_waits, 0u);
+  check_roundtrip(r, false);
+}
+
+TEST(MegaraidDriver, DuplicateCompletionIsNotDeliveredTwice) {
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  auto buf = r.buffer(512);
+  counter k;
+  mr::request q;
+  q.kind = mr::op::ld_read;
+  q.blocks = 1;
+  q.data = dkq::dma_region{buf.cpu, buf.device, 512};
+  q.done = counter::done;
+  q.user = &k;
+  r.ctl.duplicate_next = 1;
+  ASSERT_TRUE(r.drv.submit(q).ok());
+  for (int i = 0; i < 10; ++i) r.drv.poll();
+  EXPECT_EQ(k.calls, 1);
+  EXPECT_EQ(r.drv.stats().duplicate, 1u);
+}
+
+TEST(MegaraidDriver, BadProducerIndexIsAProtocolError) {
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  auto buf = r.buffer(512);
+  counter k;
+  mr::request q;
+  q.kind = mr::op::ld_read;
+  q.blocks = 1;
+  q.data = dkq::dma_region{buf.cpu, buf.device, 512};
+  q.done = counter::done;
+  q.user = &k;
+  r.ctl.corrupt_producer = true;
+  ASSERT_TRUE(r.drv.submit(q).ok());
+  r.drv.poll();
+  EXPECT_EQ(k.calls, 0);
+  EXPECT_EQ(r.drv.last_error().code(), errc::protocol_error);
+}
+
+TEST(MegaraidDriver, TimeoutAbortsAndCompletesOnceAsTimeout) {
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  o.command_timeout_ns = 100'000'000;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  auto buf = r.buffer(4096);
+  counter lost, fine;
+  mr::request q;
+  q.kind = mr::op::ld_read;
+  q.blocks = 1;
+  q.data = dkq::dma_region{buf.cpu, buf.device, 512};
+  q.done = counter::done;
+  q.user = &lost;
+  r.ctl.drop_next = 1;
+  ASSERT_TRUE(r.drv.submit(q).ok());
+  q.user = &fine;
+  q.data = dkq::dma_region{buf.cpu_at(512), buf.device_at(512), 512};
+  ASSERT_TRUE(r.drv.submit(q).ok());
+  for (int i = 0; i < 200 && lost.calls == 0; ++i) r.drv.wait(10);
+  EXPECT_EQ(lost.calls, 1);
+  EXPECT_EQ(lost.last.code(), errc::timeout);
+  EXPECT_EQ(fine.calls, 1);
+  EXPECT_TRUE(fine.last.ok());
+  EXPECT_EQ(r.drv.stats().aborts, 1u);
+  EXPECT_EQ(r.drv.stats().resets, 0u);
+  for (int i = 0; i < 20; ++i) r.drv.poll();
+  EXPECT_EQ(lost.calls, 1);
+  EXPECT_EQ(r.drv.in_flight(), 0u);
+}
+
+TEST(MegaraidDriver, AbortIgnoredLeadsToResetAndReissue) {
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  o.command_timeout_ns = 100'000'000;
+  o.abort_grace_ns = 50'000'000;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  auto buf = r.buffer(4096);
+  counter lost, held;
+  mr::request q;
+  q.kind = mr::op::ld_read;
+  q.blocks = 1;
+  q.data = dkq::dma_region{buf.cpu, buf.device, 512};
+  q.done = counter::done;
+  q.user = &lost;
+  r.ctl.drop_next = 1;
+  r.ctl.ignore_aborts = true;
+  ASSERT_TRUE(r.drv.submit(q).ok());
+  for (int i = 0; i < 400 && r.drv.stats().aborts == 0; ++i) r.drv.wait(10);
+  ASSERT_EQ(r.drv.stats().aborts, 1u);
+  // A second command the device holds, posted after the abort and before the
+  // grace period ends: it is in flight at the reset, so it is re-posted (with
+  // a fresh tag) and completes once, successfully.
+  r.ctl.hold = true;
+  q.user = &held;
+  q.data = dkq::dma_region{buf.cpu_at(512), buf.device_at(512), 512};
+  ASSERT_TRUE(r.drv.submit(q).ok());
+  for (int i = 0; i < 400 && r.drv.stats().resets == 0; ++i) r.drv.wait(10);
+  ASSERT_EQ(r.drv.stats().resets, 1u);
+  EXPECT_EQ(held.calls, 0);
+  r.ctl.hold = false;
+  r.ctl.step();
+  for (int i = 0; i < 400 && (lost.calls == 0 || held.calls == 0); ++i) r.drv.wait(10);
+  EXPECT_EQ(r.drv.stats().resets, 1u);
+  EXPECT_EQ(lost.calls, 1);
+  EXPECT_EQ(lost.last.code(), errc::timeout);
+  EXPECT_EQ(held.calls, 1);
+  EXPECT_TRUE(held.last.ok());
+  EXPECT_EQ(r.drv.stats().reissued, 1u);
+  EXPECT_EQ(r.ctl.c.inits, 2u);
+  for (int i = 0; i < 20; ++i) r.drv.poll();
+  EXPECT_EQ(lost.calls, 1);
+  EXPECT_EQ(held.calls, 1);
+  // Still usable after the reset.
+  check_roundtrip(r, false);
+}
+
+TEST(MegaraidDriver, BadRequestsAreErrorsNotUb) {
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  mr::request q;
+  q.kind = mr::op::ld_scsi;
+  q.cdb_len = 0;
+  EXPECT_EQ(r.drv.submit(q).code(), errc::invalid_argument);
+  q.cdb_len = 17;
+  EXPECT_EQ(r.drv.submit(q).code(), errc::invalid_argument);
+  q.cdb_len = 6;
+  q.target = 64;
+  EXPECT_EQ(r.drv.submit(q).code(), errc::invalid_argument);
+  q.target = 0;
+  q.kind = mr::op::ld_read;
+  q.blocks = 0;
+  EXPECT_EQ(r.drv.submit(q).code(), errc::invalid_argument);
+  auto big = r.buffer(4u << 20);
+  q.blocks = 8192;
+  q.data = big;
+  EXPECT_EQ(r.drv.submit(q).code(), errc::invalid_argument);  // beyond max transfer
+  EXPECT_EQ(r.drv.in_flight(), 0u);
+}
+
+}  // namespace
