@@ -1,0 +1,18 @@
+# NVMe example driver VM scenario (issue 6): one boot, see nvme_driver.py.
+# Included by tests/vm/CMakeLists.txt (scenarios/*.cmake).
+dkq_vm_guest(dkq_nvme SOURCES ${PROJECT_SOURCE_DIR}/examples/nvme/linux/dkq_nvme.cpp)
+find_package(Threads REQUIRED)
+target_link_libraries(vm_dkq_nvme PRIVATE Threads::Threads)
+dkq_vm_guest(nvme_kbench SOURCES ${PROJECT_SOURCE_DIR}/examples/nvme/linux/kbench.cpp)
+# The guest script that hands the controller to Linux's nvme driver is not a
+# compiled program, so this scenario registers its test itself (same shape as
+# dkq_vm_scenario()).
+add_test(NAME vm_nvme_driver
+  COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/scenarios/nvme_driver.py
+          --work-dir ${CMAKE_CURRENT_BINARY_DIR}/nvme_driver --timeout 400
+          --prog dkq_nvme=$<TARGET_FILE:vm_dkq_nvme>
+          --prog nvme_kbench=$<TARGET_FILE:vm_nvme_kbench>
+          --prog nvme_handback=${CMAKE_CURRENT_SOURCE_DIR}/scenarios/nvme_handback.sh
+          --prog dkq_pci=$<TARGET_FILE:vm_dkq_pci>)
+set_tests_properties(vm_nvme_driver PROPERTIES LABELS vm TIMEOUT 520 PROCESSORS 1
+                     ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")
