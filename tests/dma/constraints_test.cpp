@@ -93,6 +93,9 @@ TEST(Split, EveryBadInputIsAClearError) {
   auto wrap = run(c, {seg(~std::uint64_t{0} - 3, 8)});
   EXPECT_EQ(wrap.st.code(), errc::out_of_range);
   EXPECT_TRUE(has(wrap.st, "wraps"));
+  // A range ending exactly at 2^64 must not "merge" with one at address 0.
+  auto top = run(c, {seg(~std::uint64_t{0} - 15, 16), seg(0, 16)});
+  EXPECT_EQ(top.st.code(), errc::out_of_range);
 
   dma_constraints mt;
   mt.max_transfer = 4096;

@@ -156,6 +156,8 @@ TEST(Prp, EveryBadInputIsAClearError) {
   EXPECT_EQ(zero.error().detail(), 1u);
   auto wrap = build({seg(~std::uint64_t{0} - 4095, 8192)});
   EXPECT_EQ(wrap.error().code(), errc::out_of_range);
+  auto top = build({seg(~std::uint64_t{0} - 4095, 4096)});  // ends exactly at 2^64
+  EXPECT_EQ(top.error().code(), errc::out_of_range);
   auto mdts = build({seg(0x10000, 64 * 1024 + 4)});
   EXPECT_EQ(mdts.error().code(), errc::constraint);
   EXPECT_TRUE(has(mdts.error(), "MDTS"));

@@ -118,11 +118,12 @@ inline std::uint64_t count_pieces(std::uint64_t start, std::uint64_t len, std::u
   return n;
 }
 
-// Validates one input range: nonzero, no 64-bit wrap.
+// Validates one input range: nonzero, and its exclusive end representable
+// (a range touching 2^64 would make "adjacent" and "end" arithmetic wrap).
 inline status check_input_segment(const dma_segment& s, std::size_t index) noexcept {
   if (s.len == 0) return {errc::invalid_argument, "zero-length segment", index};
   std::uint64_t end = 0;
-  if (!add_checked(s.addr.value(), s.len - 1, end))
+  if (!add_checked(s.addr.value(), s.len, end))
     return {errc::out_of_range, "segment wraps the 64-bit device address space", index};
   return ok_status;
 }

@@ -104,8 +104,9 @@ inline result<std::uint64_t> total_length(std::span<const dma_segment> data) noe
   for (std::size_t i = 0; i < data.size(); ++i) {
     const dma_segment& s = data[i];
     if (s.len == 0) return status{errc::invalid_argument, "zero-length data segment", i};
-    std::uint64_t last = 0;
-    if (!add_checked(s.addr.value(), s.len - 1, last))
+    // The exclusive end must be representable: builders walk [addr, addr+len).
+    std::uint64_t end = 0;
+    if (!add_checked(s.addr.value(), s.len, end))
       return status{errc::out_of_range, "data segment wraps the 64-bit address space", i};
     if (!add_checked(total, s.len, total))
       return status{errc::out_of_range, "transfer length overflows 64 bits", i};
@@ -156,7 +157,7 @@ inline result<std::uint32_t> prp_check(const prp_config& cfg, std::span<const dm
     } else if ((a & mask) != 0) {
       return status{errc::constraint, "PRP entry after the first does not start a memory page", a};
     }
-    const std::uint64_t end = a + l;  // cannot wrap: checked in total_length
+    const std::uint64_t end = a + l;  // representable: checked in total_length
     const bool last = seg_off >= win_hi;
     if (!last && (end & mask) != 0)
       return status{errc::constraint, "data before the last PRP entry does not end on a memory page",
