@@ -48,6 +48,7 @@ using queue_t = drv::io_queue<dkq::nvme_linux::vfio_platform>;
 namespace {
 
 volatile sig_atomic_t g_stop = 0;
+std::uint64_t g_flushes = 0;  // Flush commands the controller completed (for trace checks)
 void on_signal(int) { g_stop = 1; }
 
 // ---- arguments -------------------------------------------------------------------
@@ -62,7 +63,7 @@ struct args {
   std::uint64_t seed = 1;
   std::uint32_t bs = 4096, qd = 32, threads = 1;
   int read_pct = 100;
-  bool seq = false, irq = false, batch = true, json = false, trace_expect = false;
+  bool seq = false, irq = false, batch = true, json = false, trace_expect = false, reread = false;
   double seconds = 5;
   std::uint64_t ios = 0;
   drv::options opt;
@@ -140,6 +141,8 @@ args parse(int argc, char** argv) {
     else if (o == "--json") a.json = true;
     else if (o == "--trace-expect") a.trace_expect = true;
     else if (o == "--no-sgl") a.opt.use_sgl = false;
+    else if (o == "--sgl-threshold") a.opt.sgl_threshold = static_cast<std::uint32_t>(parse_u64(val(), "--sgl-threshold"));
+    else if (o == "--reread-on-error") a.reread = true;
     else if (o == "--timeout-ms") a.opt.io_timeout_ms = static_cast<std::uint32_t>(parse_u64(val(), "--timeout-ms"));
     else if (o == "--shadow") {
       std::string_view v = val();
@@ -198,6 +201,8 @@ struct session {
 
   void close() {
     if (!ctrl) return;
+    std::vector<std::pair<unsigned, std::uint64_t>> io_db;
+    for (auto& q : queues) io_db.push_back({q->qid(), q->sq_mmio_writes()});
     for (auto& q : queues) (void)ctrl->delete_io_queue(*q);
     status s = ctrl->shutdown();
     if (!s.ok()) std::fprintf(stderr, "dkq-nvme: shutdown: %s\n", s.message());
@@ -206,10 +211,9 @@ struct session {
       // these register writes (tests/vm/dkqvm.py check_trace_expectations).
       std::printf("@@DKQ-EXPECT-TRACE pci_nvme_mmio_doorbell_sq sqid=0 count=%" PRIu64 "\n",
                   ctrl->admin_sq_mmio_writes());
-      for (auto& q : queues) {
-        std::printf("@@DKQ-EXPECT-TRACE pci_nvme_mmio_doorbell_sq sqid=%u count=%" PRIu64 "\n", q->qid(),
-                    q->sq_mmio_writes());
-      }
+      std::printf("@@DKQ-EXPECT-TRACE pci_nvme_flush_ns count=%" PRIu64 "\n", g_flushes);
+      for (auto [qid, n] : io_db)
+        std::printf("@@DKQ-EXPECT-TRACE pci_nvme_mmio_doorbell_sq sqid=%u count=%" PRIu64 "\n", qid, n);
     }
     std::fflush(stdout);
     queues.clear();
@@ -251,7 +255,9 @@ int add_queues(session& s, std::uint32_t n, std::uint32_t entries, bool irq, boo
   if (entries > mqes) entries = mqes;
   for (std::uint32_t i = 0; i < n; ++i) {
     auto q = std::make_unique<queue_t>();
-    status st = s.ctrl->create_io_queue(*q, entries, irq, static_cast<std::uint16_t>(i + 1),
+    // Polled queues name vector 0: QEMU (and the spec's "Invalid Interrupt
+    // Vector") reject a vector beyond what MSI-X has enabled even with IEN=0.
+    status st = s.ctrl->create_io_queue(*q, entries, irq, irq ? static_cast<std::uint16_t>(i + 1) : std::uint16_t{0},
                                         batch ? dkq::ring_policy::batched : dkq::ring_policy::immediate);
     if (!st.ok()) return fail("creating I/O queue", st);
     s.queues.push_back(std::move(q));
@@ -302,7 +308,8 @@ void wait_for(session& s, queue_t& q, int timeout_ms) {
 // Runs `blocks` blocks starting at `lba` as commands of at most max_transfer
 // each, up to `qd` in flight. op: read or write. The buffer holds everything.
 status transfer(session& s, queue_t& q, const drv::namespace_info& n, bool write, std::uint64_t lba,
-                std::uint64_t blocks, const dma_region& buf, std::uint32_t qd, std::uint64_t* commands = nullptr) {
+                std::uint64_t blocks, const dma_region& buf, std::uint32_t qd, std::uint64_t* commands = nullptr,
+                std::vector<std::pair<std::uint64_t, std::uint64_t>>* failed = nullptr) {
   const std::uint64_t per_cmd = std::min<std::uint64_t>(q.max_transfer() / n.block_size, 65536);
   std::uint64_t next = 0, done_blocks = 0, cmds = 0;
   std::uint32_t inflight = 0;
@@ -312,13 +319,16 @@ status transfer(session& s, queue_t& q, const drv::namespace_info& n, bool write
     --inflight;
     if (!c.st.ok()) {
       if (errors++ == 0) first_err = c.st;
-      std::fprintf(stderr, "dkq-nvme: %s at LBA %" PRIu64 ": %s [%s]\n", write ? "write" : "read",
-                   lba + c.user, c.st.message(), dkq::errc_name(c.st.code()));
+      const std::uint64_t nb = std::min(per_cmd, blocks - c.user);
+      std::fprintf(stderr, "dkq-nvme: %s of %" PRIu64 " blocks at LBA %" PRIu64 " of ns %u failed: %s [%s, status 0x%03" PRIx64 "]\n",
+                   write ? "write" : "read", nb, lba + c.user, n.nsid, c.st.message(), dkq::errc_name(c.st.code()),
+                   c.st.detail());
+      if (failed) failed->push_back({c.user, nb});
     }
   };
   const std::uint64_t start = s.plat->now_ns();
   while ((next < blocks || inflight > 0) && !g_stop) {
-    while (next < blocks && inflight < qd && first_err.ok()) {
+    while (next < blocks && inflight < qd && (first_err.ok() || failed != nullptr)) {
       const std::uint64_t nb = std::min(per_cmd, blocks - next);
       dma_segment seg{buf.device + next * n.block_size, nb * n.block_size};
       status st = write ? q.write(n.nsid, lba + next, static_cast<std::uint32_t>(nb), seg, next)
@@ -329,7 +339,7 @@ status transfer(session& s, queue_t& q, const drv::namespace_info& n, bool write
       ++cmds;
       next += nb;
     }
-    if (!first_err.ok() && next < blocks) next = blocks;  // stop issuing; drain
+    if (!first_err.ok() && failed == nullptr && next < blocks) next = blocks;  // stop issuing; drain
     q.ring();
     if (q.poll(256, handler) == 0) {
       wait_for(s, q, 10);
@@ -528,7 +538,10 @@ int cmd_simple(session& s, const args& a) {
   queue_t& q = *s.queues[0];
   status st;
   const auto nb = static_cast<std::uint32_t>(a.blocks);
-  if (a.cmd == "flush") st = simple_cmd(s, q, "flush", q.flush(n->nsid, 0));
+  if (a.cmd == "flush") {
+    st = simple_cmd(s, q, "flush", q.flush(n->nsid, 0));
+    if (st.ok()) ++g_flushes;
+  }
   else if (a.cmd == "zeroes") st = simple_cmd(s, q, "write zeroes", q.write_zeroes(n->nsid, a.lba, nb, 0));
   else st = simple_cmd(s, q, "deallocate", q.deallocate(n->nsid, a.lba, nb, 0));
   if (!st.ok()) return fail((a.cmd + " failed").c_str(), st);
@@ -556,8 +569,23 @@ int cmd_verify(session& s, const args& a) {
   if (!st.ok()) return fail("verify: write failed", st);
   st = simple_cmd(s, q, "flush", q.flush(n->nsid, 0));
   if (!st.ok()) return fail("verify: flush failed", st);
-  st = transfer(s, q, *n, false, a.lba, a.blocks, rb.r, a.qd, &rcmds);
-  if (!st.ok()) return fail("verify: read failed", st);
+  ++g_flushes;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> failed;
+  st = transfer(s, q, *n, false, a.lba, a.blocks, rb.r, a.qd, &rcmds, a.reread ? &failed : nullptr);
+  if (!st.ok() && !(a.reread && !failed.empty())) return fail("verify: read failed", st);
+  if (!st.ok()) {
+    // The device reported an error for some commands and completed the rest;
+    // the same queue, same controller, no reset: read the failed ranges again.
+    std::fprintf(stderr, "dkq-nvme: verify: %zu read command(s) failed with \"%s\"; re-reading them on the same queue\n",
+                 failed.size(), st.message());
+    for (auto [off, nb] : failed) {
+      dkq::dma_region part{rb.r.cpu_at(off * n->block_size), rb.r.device + off * n->block_size, nb * n->block_size};
+      status again = transfer(s, q, *n, false, a.lba + off, nb, part, a.qd);
+      if (!again.ok()) return fail("verify: re-read after the I/O error failed too", again);
+    }
+    std::printf("read error reported (%s) and recovered: re-read of %zu range(s) succeeded\n", st.message(),
+                failed.size());
+  }
   const auto* w = wb.r.cpu_at<std::uint8_t>();
   const auto* r = rb.r.cpu_at<std::uint8_t>();
   if (std::memcmp(w, r, bytes) != 0) {

@@ -70,7 +70,13 @@ int main(int argc, char** argv) {
     else if (o == "--json") json = true;
     else return usage();
   }
-  int fd = ::open(dev.c_str(), O_RDONLY | O_DIRECT);
+  // The kernel driver probes asynchronously after a bind; give the node time to appear.
+  int fd = -1;
+  for (int tries = 0; tries < 300 && fd < 0; ++tries) {
+    fd = ::open(dev.c_str(), O_RDONLY | O_DIRECT);
+    if (fd < 0 && errno == ENOENT) ::usleep(100000);
+    else break;
+  }
   if (fd < 0) {
     std::fprintf(stderr, "kbench: open %s: %s\n", dev.c_str(), std::strerror(errno));
     return 1;
@@ -124,9 +130,11 @@ int main(int argc, char** argv) {
     cbs[k].aio_offset = static_cast<std::int64_t>((rng % slots) * bs);
     cbs[k].aio_data = k;
     start[k] = now_ns();
-    ptrs[k] = &cbs[k];
   };
-  for (std::uint64_t k = 0; k < qd; ++k) prep(k);
+  for (std::uint64_t k = 0; k < qd; ++k) {
+    prep(k);
+    ptrs[k] = &cbs[k];
+  }
   if (syscall(SYS_io_submit, ctx, static_cast<long>(qd), ptrs.data()) != static_cast<long>(qd)) {
     std::fprintf(stderr, "kbench: io_submit: %s\n", std::strerror(errno));
     return 1;

@@ -7,12 +7,13 @@ dkq_vm_guest(nvme_kbench SOURCES ${PROJECT_SOURCE_DIR}/examples/nvme/linux/kbenc
 # The guest script that hands the controller to Linux's nvme driver is not a
 # compiled program, so this scenario registers its test itself (same shape as
 # dkq_vm_scenario()).
-add_test(NAME vm_nvme_driver
-  COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/scenarios/nvme_driver.py
-          --work-dir ${CMAKE_CURRENT_BINARY_DIR}/nvme_driver --timeout 400
-          --prog dkq_nvme=$<TARGET_FILE:vm_dkq_nvme>
-          --prog nvme_kbench=$<TARGET_FILE:vm_nvme_kbench>
-          --prog nvme_handback=${CMAKE_CURRENT_SOURCE_DIR}/scenarios/nvme_handback.sh
-          --prog dkq_pci=$<TARGET_FILE:vm_dkq_pci>)
-set_tests_properties(vm_nvme_driver PROPERTIES LABELS vm TIMEOUT 520 PROCESSORS 1
-                     ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")
+foreach(sc nvme_driver nvme_interop)
+  add_test(NAME vm_${sc}
+    COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/scenarios/${sc}.py
+            --work-dir ${CMAKE_CURRENT_BINARY_DIR}/${sc} --timeout 400
+            --prog dkq_nvme=$<TARGET_FILE:vm_dkq_nvme>
+            --prog nvme_kbench=$<TARGET_FILE:vm_nvme_kbench>
+            --prog nvme_handback=${CMAKE_CURRENT_SOURCE_DIR}/scenarios/nvme_handback.sh)
+  set_tests_properties(vm_${sc} PROPERTIES LABELS vm TIMEOUT 520 PROCESSORS 1
+                       ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")
+endforeach()

@@ -9,9 +9,9 @@ Devices
 Guest programs, in order
   identify, verify ns1 (512 B, PRPs), verify ns2 (4 KiB, SGLs), flush,
   perf QD32 batched polled, perf QD32 unbatched, perf QD32 shadow doorbells on,
-  perf QD32 interrupts, verify on nvme1 with the injected read error,
-  hand nvme0 to Linux's nvme driver and read both patterns back with it,
-  kernel-driver perf (O_DIRECT + AIO, 4 KiB QD32) for the IOPS comparison.
+  perf QD32 interrupts, verify on nvme1 with the injected read error.
+  (Handing the controller to Linux's driver and the kernel comparison are in
+  nvme_interop.py: Linux's own doorbells would blur this boot's exact counts.)
 Host checks
   every program passed; the device saw exactly the SQ doorbell writes and
   flushes dkq-nvme declared; no pci_nvme_err_* except the one injected read
@@ -121,17 +121,11 @@ def main():
     s.run("dkq_nvme", *perf, "--irq", label="perf_irq", timeout=90)
     s.run("dkq_nvme", "verify", nvme1.bdf, "--ns", 1, "--lba", 1024, "--blocks", 2048, "--seed", 13,
           "--reread-on-error", te, label="fault_verify")
-    s.run("nvme_handback", n0, label="handback")
-    s.run("nvme_kbench", "verify", "/dev/nvme0n1", "--offset", V1["lba"] * 512, "--bytes", V1["blocks"] * 512,
-          "--seed", V1["seed"], label="kernel_read_ns1")
-    s.run("nvme_kbench", "verify", "/dev/nvme0n2", "--offset", V2["lba"] * 4096, "--bytes", V2["blocks"] * 4096,
-          "--seed", V2["seed"], label="kernel_read_ns2")
-    s.run("nvme_kbench", "perf", "/dev/nvme0n2", "--bs", 4096, "--qd", 32, "--time", 3, "--json",
-          label="kernel_perf", timeout=90)
     # The injected EIO: QEMU traces the failed command's status with
     # pci_nvme_err_req_status. That is the device reporting a media error we
     # asked for, not a protocol error; exactly one read fails.
     s.allow("pci_nvme_err_req_status", "blkdebug injects one read EIO on nvme1 (fault case)", max_count=1)
+    s.allow("pci_nvme_err_aio", "the same injected EIO, as QEMU's block layer reports it", max_count=1)
 
     r = s.boot()
     r.require_passed()
@@ -167,16 +161,8 @@ def main():
         r.check("recovered" in fv.output and "verify ok" in fv.output,
                 "fault_verify: driver did not keep working after the error")
 
-    # ---- kernel comparison -----------------------------------------------------------
-    kp = r.program("kernel_perf")
-    m = re.search(r"^\{.*\}$", kp.output if kp else "", re.M)
-    if m and "perf_batched" in res:
-        k = json.loads(m.group(0))
-        ratio = res["perf_batched"]["iops"] / k["iops"] if k["iops"] else float("inf")
-        log(f"kernel nvme driver: {k['iops']:.0f} IOPS (stalled: {k['stalled']}, longest gap "
-            f"{k['longest_gap_ms']} ms); dkq-nvme/kernel = {ratio:.2f}x")
-        with open(os.path.join(s.work, "perf-summary.json"), "w") as f:
-            json.dump({"dkq": res, "kernel": k, "ratio_batched_vs_kernel": ratio}, f, indent=1)
+    with open(os.path.join(s.work, "perf-summary.json"), "w") as f:
+        json.dump(res, f, indent=1)
 
     # ---- host side: the images, byte for byte -----------------------------------------
     for d, v in ((ns1, V1), (ns2, V2)):
@@ -194,9 +180,11 @@ def main():
     want[1024 * 512:(1024 + 2048) * 512] = pattern(13, 1024 * 512, 2048 * 512)
     r.check(got == bytes(want), "nvme1n1 (fault disk): image differs from the expected bytes")
 
-    # ---- flushes reached the device -------------------------------------------------------
+    # Flushes: each dkq-nvme run declared the Flush commands the controller
+    # completed (@@DKQ-EXPECT-TRACE pci_nvme_flush_ns); finish() compares the sum.
     log(f"flushes seen by the device: {r.trace.count('pci_nvme_flush_ns')}")
     return r.finish()
 
 
-main_guard(main)
+if __name__ == "__main__":
+    main_guard(main)
