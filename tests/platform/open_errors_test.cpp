@@ -70,3 +70,21 @@ TEST(OpenErrors, DmaConstraintsBelow4G) {
   static_assert(c.align == 4096);
   SUCCEED();
 }
+
+// The VFIO waiter is what the dispatch layer waits through.
+#if __has_include("dkq/dispatch/dispatcher.hpp")
+#include "dkq/dispatch/dispatcher.hpp"
+static_assert(dkq::interrupt_waiter<dkq::vfio::eventfd_waiter>);
+#endif
+
+TEST(Interrupts, NotEnabledIsAnError) {
+  dkq::vfio::interrupts irq;  // no device
+  std::uint32_t fired[1];
+  EXPECT_EQ(irq.wait(fired, 0).error().code(), errc::not_initialized);
+  EXPECT_EQ(irq.wait_vector(0, 0).error().code(), errc::out_of_range);
+  EXPECT_EQ(irq.enable(1).code(), errc::not_initialized);
+  irq.wake();  // harmless without eventfds
+  dkq::vfio::eventfd_waiter w(irq, 0);
+  EXPECT_EQ(w.wait(0), 0u);
+  EXPECT_EQ(irq.kind(), dkq::vfio::irq_kind::none);
+}

@@ -59,13 +59,22 @@ struct admin_queue {
   }
 };
 
-// Waits for the completion interrupt, checks the CQE and consumes it.
-bool complete_one(admin_queue& q, vfio::interrupts& irq, std::uint16_t cid) {
-  std::uint32_t fired[4];
-  auto n = irq.wait(fired, 5000);
-  if (!VM_CHECK_OK(n)) return false;
-  if (!VM_CHECK_MSG(*n == 1 && fired[0] == 0, "expected exactly vector 0 to fire within 5 s")) return false;
-  vmcheck::note("interrupt: vector %u fired through its eventfd", fired[0]);
+// Waits for the completion interrupt, checks the CQE and consumes it. The
+// first command waits through interrupts::wait (epoll over all vectors), the
+// second through eventfd_waiter (the dispatch layer's interrupt_waiter).
+bool complete_one(admin_queue& q, vfio::interrupts& irq, std::uint16_t cid, bool via_waiter) {
+  if (via_waiter) {
+    vfio::eventfd_waiter waiter(irq, 5000);
+    const std::uint32_t count = waiter.wait(0);
+    if (!VM_CHECK_MSG(count >= 1, "eventfd_waiter: vector 0 did not fire within 5 s")) return false;
+    vmcheck::note("interrupt: vector 0 fired, eventfd_waiter count %u", count);
+  } else {
+    std::uint32_t fired[4];
+    auto n = irq.wait(fired, 5000);
+    if (!VM_CHECK_OK(n)) return false;
+    if (!VM_CHECK_MSG(*n == 1 && fired[0] == 0, "expected exactly vector 0 to fire within 5 s")) return false;
+    vmcheck::note("interrupt: vector %u fired through its eventfd (epoll)", fired[0]);
+  }
   auto* cqe = q.cq.cpu_at<volatile std::uint32_t>(q.cq_head * 16u);
   std::uint32_t dw3 = cqe[3];
   dkq::dma_rmb();
@@ -222,7 +231,7 @@ int main(int argc, char** argv) {
   sqe[7] = static_cast<std::uint32_t>(data->device.value() >> 32);
   sqe[10] = 1;  // CNS 1: controller
   q.submit(sqe);
-  if (complete_one(q, dev.irq(), 0x11)) {
+  if (complete_one(q, dev.irq(), 0x11, false)) {
     const auto* idc = data->cpu_at<const std::uint8_t>();
     const std::uint16_t vid = static_cast<std::uint16_t>(idc[0] | (idc[1] << 8));
     const std::uint16_t ssvid = static_cast<std::uint16_t>(idc[2] | (idc[3] << 8));
@@ -238,6 +247,20 @@ int main(int argc, char** argv) {
     VM_CHECK_MSG(tail_untouched, "device wrote past the 4 KiB Identify buffer");
   }
 
+  // wake() ends a wait with nothing fired (how another thread stops a waiter),
+  // through both wait forms; the wake is consumed, so the next wait blocks again.
+  dev.irq().wake();
+  VM_CHECK(vfio::eventfd_waiter(dev.irq(), 5000).wait(0) == 0);
+  dev.irq().wake();
+  {
+    std::uint32_t fired[1];
+    auto woke = dev.irq().wait(fired, 5000);
+    VM_CHECK(woke.ok() && *woke == 0);
+    auto quiet = dev.irq().wait_vector(0, 0);
+    VM_CHECK(quiet.ok() && *quiet == 0);
+  }
+  VM_CHECK(dev.irq().wait_vector(1, 0).error().code() == errc::out_of_range);
+
   // Identify Namespace 1 (CNS 0) into data[4K..8K): the second page is a
   // separate IOVA page, so this also checks offsets inside a region.
   std::memset(sqe, 0, sizeof sqe);
@@ -248,7 +271,7 @@ int main(int argc, char** argv) {
   sqe[7] = static_cast<std::uint32_t>(page2.value() >> 32);
   sqe[10] = 0;
   q.submit(sqe);
-  if (complete_one(q, dev.irq(), 0x12)) {
+  if (complete_one(q, dev.irq(), 0x12, true)) {
     const auto* idn = data->cpu_at<const std::uint8_t>(4096);
     std::uint64_t nsze = 0;
     std::memcpy(&nsze, idn, 8);

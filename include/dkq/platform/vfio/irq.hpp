@@ -8,8 +8,13 @@
 //   - take epoll_fd() / eventfd(v) and put them into its own event loop.
 // MSI-X is preferred (one vector per queue), then MSI (vectors share one
 // address, often only 1), then INTx (one shared, level-triggered line).
+//
+// eventfd_waiter adapts one `interrupts` to dkq::interrupt_waiter (the
+// dispatch layer's concept: arm/disarm/wait per vector), and wake() lets
+// another thread end any wait early (stop requests).
 #pragma once
 
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -95,6 +100,8 @@ class interrupts {
     fds_.clear();
     if (epoll_ >= 0) ::close(epoll_);
     epoll_ = -1;
+    if (wake_ >= 0) ::close(wake_);
+    wake_ = -1;
     kind_ = irq_kind::none;
     return ok_status;
   }
@@ -122,10 +129,38 @@ class interrupts {
     for (int i = 0; i < n; ++i) {
       std::uint32_t v = ev[i].data.u32;
       std::uint64_t counter = 0;
+      if (v == wake_tag) {
+        (void)::read(wake_, &counter, sizeof counter);  // a wake() call: no vector
+        continue;
+      }
       // Non-blocking eventfd: EAGAIN means another reader consumed it; skip.
       if (::read(fds_[v], &counter, sizeof counter) == static_cast<ssize_t>(sizeof counter)) fired[out++] = v;
     }
     return out;
+  }
+
+  // Waits for one vector only; returns its notification count (the eventfd
+  // counter: several interrupts may have coalesced), 0 on timeout or wake().
+  result<std::uint64_t> wait_vector(std::uint32_t vector, int timeout_ms) noexcept {
+    if (vector >= fds_.size()) return status{errc::out_of_range, "interrupt vector not enabled", vector};
+    pollfd p[2] = {{fds_[vector], POLLIN, 0}, {wake_, POLLIN, 0}};
+    int n = ::poll(p, 2, timeout_ms);
+    if (n < 0 && errno != EINTR) return status{errc::io_error, "poll failed", static_cast<std::uint64_t>(errno)};
+    std::uint64_t counter = 0;
+    if (n > 0 && (p[1].revents & POLLIN)) (void)::read(wake_, &counter, sizeof counter);
+    counter = 0;
+    if (n > 0 && (p[0].revents & POLLIN)) {
+      if (::read(fds_[vector], &counter, sizeof counter) != static_cast<ssize_t>(sizeof counter)) counter = 0;
+    }
+    return counter;
+  }
+
+  // Ends a wait()/wait_vector() in progress (or the next one) with nothing
+  // fired. Safe from any thread.
+  void wake() noexcept {
+    if (wake_ < 0) return;
+    std::uint64_t one = 1;
+    (void)::write(wake_, &one, sizeof one);
   }
 
   // INTx is level-triggered: VFIO masks the line when it fires and the driver
@@ -153,9 +188,20 @@ class interrupts {
     }
   }
 
+  static constexpr std::uint32_t wake_tag = 0xffffffffu;
+
   status enable_exact(irq_kind k, std::uint32_t n) {
     epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
     if (epoll_ < 0) return {errc::io_error, "epoll_create1 failed", static_cast<std::uint64_t>(errno)};
+    wake_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    epoll_event wev{};
+    wev.events = EPOLLIN;
+    wev.data.u32 = wake_tag;
+    if (wake_ < 0 || ::epoll_ctl(epoll_, EPOLL_CTL_ADD, wake_, &wev) != 0) {
+      int e = errno;
+      (void)disable();
+      return {errc::io_error, "wake eventfd setup failed", static_cast<std::uint64_t>(e)};
+    }
     for (std::uint32_t v = 0; v < n; ++v) {
       int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
       if (fd < 0) {
@@ -188,10 +234,7 @@ class interrupts {
     }
     if (::ioctl(device_fd_, VFIO_DEVICE_SET_IRQS, buf.data()) != 0) {
       int e = errno;
-      for (int fd : fds_) ::close(fd);
-      fds_.clear();
-      ::close(epoll_);
-      epoll_ = -1;
+      (void)disable();  // kind_ is still none: closes the fds without an ioctl
       return {errc::io_error, "VFIO_DEVICE_SET_IRQS refused the eventfds (see dmesg)", static_cast<std::uint64_t>(e)};
     }
     kind_ = k;
@@ -201,17 +244,47 @@ class interrupts {
   void take(interrupts& o) noexcept {
     device_fd_ = o.device_fd_;
     epoll_ = o.epoll_;
+    wake_ = o.wake_;
     fds_ = std::move(o.fds_);
     kind_ = o.kind_;
     o.epoll_ = -1;
+    o.wake_ = -1;
     o.fds_.clear();
     o.kind_ = irq_kind::none;
   }
 
   int device_fd_ = -1;
   int epoll_ = -1;
+  int wake_ = -1;
   std::vector<int> fds_;
   irq_kind kind_ = irq_kind::none;
+};
+
+// dkq::interrupt_waiter over VFIO eventfds, for interrupt_dispatcher::run_once.
+//   wait(v)    re-arms v (INTx unmask after the previous drain cleared the
+//              cause; nothing for MSI/MSI-X), then blocks until v fires,
+//              timeout_ms passes or wake() is called; returns the count, 0 if
+//              nothing fired.
+//   arm(v)     the same re-arm (hybrid mode arms before its last poll).
+//   disarm(v)  nothing: eventfds stay armed, and VFIO cannot mask single
+//              MSI/MSI-X vectors on every kernel; a driver that wants quiet
+//              polling masks in the device (NVMe INTMS).
+class eventfd_waiter {
+ public:
+  explicit eventfd_waiter(interrupts& irq, int timeout_ms = -1) noexcept : irq_(&irq), timeout_ms_(timeout_ms) {}
+
+  void arm(std::uint16_t v) noexcept { (void)irq_->rearm(v); }
+  void disarm(std::uint16_t) noexcept {}
+  std::uint32_t wait(std::uint16_t v) noexcept {
+    (void)irq_->rearm(v);
+    auto n = irq_->wait_vector(v, timeout_ms_);
+    if (!n) return 0;
+    return *n > 0xffffffffu ? 0xffffffffu : static_cast<std::uint32_t>(*n);
+  }
+
+ private:
+  interrupts* irq_;
+  int timeout_ms_;
 };
 
 }  // namespace dkq::vfio
