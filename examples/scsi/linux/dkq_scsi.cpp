@@ -1,0 +1,705 @@
+// dkq-scsi - the MegaRAID SAS (MFI) example driver as a Linux program over VFIO.
+//
+//   dkq-scsi list     [<bdf>...]        controllers (bound to vfio-pci: also targets)
+//   dkq-scsi inquiry  <bdf> --target T [--vpd PAGE]
+//   dkq-scsi capacity <bdf> --target T
+//   dkq-scsi read     <bdf> --target T --lba L --blocks C [--out FILE]
+//   dkq-scsi write    <bdf> --target T --lba L --blocks C --seed S
+//   dkq-scsi sync     <bdf> [--target T|all]            SYNCHRONIZE CACHE (16 -> 10)
+//   dkq-scsi verify   <bdf> [--target T|all] --lba L --blocks C [--seed S] [--qd Q] [--bs B]
+//   dkq-scsi perf     <bdf> --target T [--bs B] [--qd Q] [--rw read|write|PCT] [--seq]
+//                     [--time S | --ios N] [--json]
+// Common: --pass (READ/WRITE CDBs in pass-through frames instead of LD
+//         read/write frames), --cdb16, --force-32bit (SGL32, control memory
+//         and bounce buffers below 4 GiB, data buffers placed above 4 GiB on
+//         purpose), --poll | --irq | --hybrid, --qdepth N (controller limit),
+//         --timeout-ms MS, --no-sync (verify)
+//
+// The driver core (../driver) does the MegaRAID work; this file is the shell:
+// arguments, buffers, output. It may use the OS freely; the core may not.
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../driver/megaraid.hpp"
+#include "vfio_platform.hpp"
+
+namespace mr = dkq::examples::megaraid;
+namespace vfio = dkq::vfio;
+using dkq::dma_region;
+using dkq::errc;
+using dkq::status;
+using ctrl_t = mr::controller<dkq::scsi_linux::vfio_platform>;
+
+namespace {
+
+volatile sig_atomic_t g_stop = 0;
+void on_signal(int) { g_stop = 1; }
+
+struct args {
+  std::string cmd;
+  std::vector<std::string> bdfs;
+  int target = -1;  // -1: all (where allowed)
+  std::uint64_t lba = 0, blocks = 0, seed = 1, ios = 0;
+  std::uint32_t bs = 0, qd = 32, qdepth = 0;
+  int read_pct = 100;
+  int vpd = -1;
+  bool seq = false, json = false, pass = false, cdb16 = false, force32 = false, no_sync = false;
+  double secs = 5;
+  std::string out;
+  dkq::completion_mode mode = dkq::completion_mode::hybrid;
+  bool irq = true;
+  std::uint64_t timeout_ms = 30000;
+};
+
+[[noreturn]] void usage(const char* why = nullptr) {
+  if (why) std::fprintf(stderr, "dkq-scsi: %s\n", why);
+  std::fprintf(stderr,
+               "usage: dkq-scsi list [<bdf>...]\n"
+               "       dkq-scsi inquiry  <bdf> --target T [--vpd PAGE]\n"
+               "       dkq-scsi capacity <bdf> --target T\n"
+               "       dkq-scsi read     <bdf> --target T --lba L --blocks C [--out FILE]\n"
+               "       dkq-scsi write    <bdf> --target T --lba L --blocks C --seed S\n"
+               "       dkq-scsi sync     <bdf> [--target T|all]\n"
+               "       dkq-scsi verify   <bdf> [--target T|all] --lba L --blocks C [--seed S] [--qd Q] [--bs B]\n"
+               "       dkq-scsi perf     <bdf> --target T [--bs B] [--qd Q] [--rw read|write|PCT] [--seq]\n"
+               "                         [--time S | --ios N] [--json]\n"
+               "common: --pass --cdb16 --force-32bit --poll|--irq|--hybrid --qdepth N --timeout-ms MS\n");
+  std::exit(2);
+}
+
+args parse(int argc, char** argv) {
+  if (argc < 2) usage();
+  args a;
+  a.cmd = argv[1];
+  for (int i = 2; i < argc; ++i) {
+    std::string o = argv[i];
+    auto v = [&]() -> std::string {
+      if (i + 1 >= argc) usage(("missing value for " + o).c_str());
+      return argv[++i];
+    };
+    auto num = [&]() { return std::strtoull(v().c_str(), nullptr, 0); };
+    if (o == "--target") {
+      std::string t = v();
+      a.target = t == "all" ? -1 : static_cast<int>(std::strtol(t.c_str(), nullptr, 0));
+    } else if (o == "--lba") a.lba = num();
+    else if (o == "--blocks") a.blocks = num();
+    else if (o == "--seed") a.seed = num();
+    else if (o == "--bs") a.bs = static_cast<std::uint32_t>(num());
+    else if (o == "--qd") a.qd = static_cast<std::uint32_t>(num());
+    else if (o == "--qdepth") a.qdepth = static_cast<std::uint32_t>(num());
+    else if (o == "--ios") a.ios = num();
+    else if (o == "--time") a.secs = std::atof(v().c_str());
+    else if (o == "--vpd") a.vpd = static_cast<int>(num());
+    else if (o == "--out") a.out = v();
+    else if (o == "--rw") {
+      std::string m = v();
+      a.read_pct = m == "read" ? 100 : m == "write" ? 0 : std::atoi(m.c_str());
+    } else if (o == "--timeout-ms") a.timeout_ms = num();
+    else if (o == "--seq") a.seq = true;
+    else if (o == "--json") a.json = true;
+    else if (o == "--pass") a.pass = true;
+    else if (o == "--cdb16") a.cdb16 = true;
+    else if (o == "--force-32bit") a.force32 = true;
+    else if (o == "--no-sync") a.no_sync = true;
+    else if (o == "--poll") a.irq = false;
+    else if (o == "--irq") a.mode = dkq::completion_mode::interrupt;
+    else if (o == "--hybrid") a.mode = dkq::completion_mode::hybrid;
+    else if (!o.empty() && o[0] == '-') usage(("unknown option " + o).c_str());
+    else a.bdfs.push_back(o);
+  }
+  return a;
+}
+
+int fail(const char* what, const status& s) {
+  std::fprintf(stderr, "dkq-scsi: %s: %s: %s (detail 0x%" PRIx64 ")\n", what, dkq::errc_name(s.code()), s.message(),
+               s.detail());
+  return 1;
+}
+
+std::string sense_text(const mr::completion& c) {
+  if (!c.sense_valid) return {};
+  char buf[160];
+  dkq::scsi::describe(c.sense, buf, sizeof buf);
+  return buf;
+}
+
+int fail_c(const char* what, const mr::completion& c) {
+  std::fprintf(stderr, "dkq-scsi: %s: %s: %s; MFI status 0x%02x (%s), SCSI status 0x%02x (%s)%s%s\n", what,
+               dkq::errc_name(c.st.code()), c.st.message(), c.mfi_status, dkq::scsi::mfi::status_name(c.mfi_status),
+               c.scsi_status, dkq::scsi::status_name(c.scsi_status), c.sense_valid ? "; sense: " : "",
+               sense_text(c).c_str());
+  return 1;
+}
+
+// Same pattern as dkq-nvme (and kbench verify): each 8-byte word is a hash of
+// the seed and the word's byte offset on the drive.
+inline std::uint64_t mix(std::uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ull;
+  x ^= x >> 33;
+  return x;
+}
+void fill_pattern(std::uint8_t* p, std::uint64_t byte_offset, std::size_t len, std::uint64_t seed) {
+  for (std::size_t i = 0; i < len; i += 8) {
+    std::uint64_t w = mix(seed * 0x9e3779b97f4a7c15ull + (byte_offset + i) / 8);
+    std::memcpy(p + i, &w, 8);
+  }
+}
+std::int64_t check_pattern(const std::uint8_t* p, std::uint64_t byte_offset, std::size_t len, std::uint64_t seed) {
+  for (std::size_t i = 0; i < len; i += 8) {
+    std::uint64_t w = mix(seed * 0x9e3779b97f4a7c15ull + (byte_offset + i) / 8), have;
+    std::memcpy(&have, p + i, 8);
+    if (w != have) return static_cast<std::int64_t>(i);
+  }
+  return -1;
+}
+
+std::uint64_t now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+// ---- session ---------------------------------------------------------------------
+struct session {
+  std::unique_ptr<vfio::device> dev;
+  std::unique_ptr<dkq::scsi_linux::vfio_platform> plat;
+  std::unique_ptr<ctrl_t> ctrl;
+  std::vector<dma_region> buffers;
+  std::string bdf;
+  ~session() {
+    for (auto& b : buffers) (void)dev->dma_free(b);
+    if (ctrl) {
+      status s = ctrl->stop();  // cache flush DCMD + shutdown
+      if (!s.ok()) fail("shutdown", s);
+    }
+  }
+  // Data buffers. In forced 32-bit mode they are placed at or above 4 GiB on
+  // purpose (IOVA aligned to 4 GiB), so every byte must go through the
+  // driver's bounce buffers: the mode is exercised, not just configured.
+  dma_region buffer(std::size_t n, bool high) {
+    vfio::dma_constraints c;
+    if (high) c.align = std::uint64_t{1} << 32;
+    auto r = dev->dma_alloc(n, c);
+    if (!r) {
+      fail("data buffer", r.error());
+      std::exit(1);
+    }
+    buffers.push_back(*r);
+    return *r;
+  }
+};
+
+int open_session(session& s, const args& a, const std::string& bdf) {
+  std::string why;
+  auto d = vfio::device::open(bdf, {}, &why);
+  if (!d) {
+    std::fprintf(stderr, "%s", why.c_str());
+    return fail(("open " + bdf).c_str(), d.error());
+  }
+  s.dev = std::make_unique<vfio::device>(std::move(*d));
+  s.plat = std::make_unique<dkq::scsi_linux::vfio_platform>(*s.dev);
+  s.ctrl = std::make_unique<ctrl_t>();
+  mr::options o;
+  o.force_32bit = a.force32;
+  o.use_interrupts = a.irq;
+  o.mode = a.mode;
+  o.queue_depth = a.qdepth;
+  o.command_timeout_ns = a.timeout_ms * 1000000ull;
+  status st = s.ctrl->start(*s.plat, o);
+  if (!st) {
+    s.ctrl.reset();
+    return fail(("start " + bdf).c_str(), st);
+  }
+  return 0;
+}
+
+void print_size(std::uint64_t bytes) {
+  const char* u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes);
+  int i = 0;
+  while (v >= 1024 && i < 4) {
+    v /= 1024;
+    ++i;
+  }
+  std::printf("%.1f %s", v, u[i]);
+}
+
+std::vector<std::uint8_t> targets_of(const ctrl_t& c, int want) {
+  std::vector<std::uint8_t> t;
+  for (const auto& ld : c.logical_drives())
+    if (want < 0 || ld.target == want) t.push_back(ld.target);
+  return t;
+}
+
+void print_stats(const ctrl_t& c) {
+  const auto& s = c.stats();
+  std::printf("stats: frames posted %" PRIu64 ", completed %" PRIu64 ", reply entries %" PRIu64
+              ", consumer-index writes %" PRIu64 ", reply queue wraps %" PRIu64 ", stale %" PRIu64
+              ", duplicate %" PRIu64 ", timeouts %" PRIu64 ", aborts %" PRIu64 ", resets %" PRIu64
+              ", bounced %" PRIu64 "\n",
+              s.frames_posted, s.completed, s.reply_entries, s.ci_writes, s.reply_wraps, s.stale, s.duplicate,
+              s.timeouts, s.aborts, s.resets, s.bounced);
+}
+
+// ---- list ----------------------------------------------------------------------------
+int cmd_list(const args& a) {
+  std::vector<std::string> bdfs = a.bdfs;
+  vfio::sysfs fs;
+  if (bdfs.empty()) {
+    int found = 0;
+    std::printf("%-13s %-9s %-10s %-6s %s\n", "ADDRESS", "ID", "DRIVER", "GROUP", "STATE");
+    for (const auto& d : fs.list_devices()) {
+      if (d.vendor != mr::pci_vendor_lsi || (d.class_code >> 8) != 0x0104) continue;
+      ++found;
+      char id[16];
+      std::snprintf(id, sizeof id, "%04x:%04x", d.vendor, d.device);
+      std::printf("%-13s %-9s %-10s %-6s %s\n", vfio::to_string(d.addr).c_str(), id,
+                  d.driver.empty() ? "-" : d.driver.c_str(),
+                  d.iommu_group < 0 ? "-" : std::to_string(d.iommu_group).c_str(),
+                  d.driver == "vfio-pci" ? "ready for dkq-scsi" : "bind with: dkq-pci bind <address>");
+      if (d.driver == "vfio-pci") bdfs.push_back(vfio::to_string(d.addr));
+    }
+    if (found == 0) std::printf("no LSI MegaRAID controllers (PCI 1000:*, class 01:04) found\n");
+  }
+  int rc = 0;
+  for (const std::string& bdf : bdfs) {
+    session s;
+    if (open_session(s, a, bdf) != 0) {
+      rc = 1;
+      continue;
+    }
+    const auto& i = s.ctrl->info();
+    std::printf("controller %s  PCI %04x:%04x subsystem %04x:%04x  %s\n", bdf.c_str(), i.vendor, i.device,
+                i.subvendor, i.subdevice, i.model);
+    std::printf("  product %s  serial %s  registers in BAR %d\n", i.product, i.serial, i.register_bar);
+    std::printf("  firmware: status 0x%08x, max commands %u (controller info %u), max SGEs %u (info %u), "
+                "max request %u sectors\n",
+                i.fw_status, i.fw_max_cmds, i.info_max_cmds, i.fw_max_sge, i.info_max_sge, i.max_request_sectors);
+    std::printf("  driver: queue depth %u, reply queue %u entries, %s, %u SGEs/command, %u bytes/command, %s\n",
+                i.queue_depth, i.reply_entries, i.sgl == dkq::scsi::mfi_sgl_format::sgl32 ? "SGL32" : "SGL64",
+                i.max_sge, i.max_transfer,
+                i.vectors ? (s.dev->irq().kind() == vfio::irq_kind::msix ? "MSI-X" : "MSI") : "polled");
+    std::printf("  logical drives: %zu  physical drives: %zu\n", s.ctrl->logical_drives().size(),
+                s.ctrl->physical_drives().size());
+    for (const auto& ld : s.ctrl->logical_drives()) {
+      std::printf("  target %2u  state %u  ", ld.target, ld.state);
+      print_size(ld.sectors * 512);
+      auto inq = s.ctrl->inquiry(ld.target);
+      auto cap = s.ctrl->read_capacity(ld.target);
+      if (inq) std::printf("  %s %s %s", inq->vendor, inq->product, inq->revision);
+      if (cap) std::printf("  %" PRIu64 " x %u B blocks", cap->blocks, cap->block_size);
+      std::printf("\n");
+      if (!inq) rc = fail("inquiry", inq.error());
+      if (!cap) rc = fail("capacity", cap.error());
+    }
+    for (const auto& pd : s.ctrl->physical_drives())
+      std::printf("  pd 0x%04x  slot %u  type 0x%02x  sas 0x%016" PRIx64 "\n", pd.device_id, pd.slot, pd.scsi_type,
+                  pd.sas_address);
+  }
+  return rc;
+}
+
+// ---- single-target commands ------------------------------------------------------------
+int need_target(const args& a) {
+  if (a.target < 0) usage("this command needs --target T");
+  return a.target;
+}
+
+int cmd_inquiry(session& s, const args& a) {
+  const auto t = static_cast<std::uint8_t>(need_target(a));
+  if (a.vpd >= 0) {
+    std::uint8_t page[1024];
+    auto n = s.ctrl->vpd(t, static_cast<std::uint8_t>(a.vpd), page);
+    if (!n) return fail("VPD", n.error());
+    std::printf("target %u VPD page 0x%02x: %zu bytes:", t, a.vpd, *n);
+    for (std::size_t i = 0; i < std::min<std::size_t>(*n, sizeof page); ++i) std::printf(" %02x", page[i]);
+    std::printf("\n");
+    return 0;
+  }
+  auto inq = s.ctrl->inquiry(t);
+  if (!inq) return fail("INQUIRY", inq.error());
+  std::printf("target %u: type 0x%02x qualifier %u version %u removable %s\n  vendor '%s' product '%s' revision '%s'\n",
+              t, inq->device_type, inq->qualifier, inq->version, inq->removable ? "yes" : "no", inq->vendor,
+              inq->product, inq->revision);
+  std::uint8_t pages[256];
+  auto n = s.ctrl->vpd(t, 0x00, pages);
+  if (n) {
+    std::printf("  VPD pages:");
+    for (std::size_t i = 0; i < std::min<std::size_t>(*n, sizeof pages); ++i) std::printf(" 0x%02x", pages[i]);
+    std::printf("\n");
+  }
+  auto us = s.ctrl->vpd(t, 0x80, pages);
+  if (us) std::printf("  unit serial '%.*s'\n", static_cast<int>(std::min<std::size_t>(*us, sizeof pages)), pages);
+  if (!s.ctrl->test_unit_ready(t).ok()) {
+    auto sd = s.ctrl->request_sense(t);
+    if (sd) {
+      char buf[160];
+      dkq::scsi::describe(*sd, buf, sizeof buf);
+      std::printf("  not ready: %s\n", buf);
+    }
+  } else {
+    std::printf("  TEST UNIT READY: ready\n");
+  }
+  return 0;
+}
+
+int cmd_capacity(session& s, const args& a) {
+  const auto t = static_cast<std::uint8_t>(need_target(a));
+  auto c10 = s.ctrl->read_capacity(t);
+  if (!c10) return fail("READ CAPACITY(10)", c10.error());
+  auto c16 = s.ctrl->read_capacity_16(t);
+  if (!c16) return fail("READ CAPACITY(16)", c16.error());
+  std::printf("target %u: %" PRIu64 " blocks of %u bytes (", t, c16->blocks, c16->block_size);
+  print_size(c16->blocks * c16->block_size);
+  std::printf("); READ CAPACITY(10) agrees: %s\n",
+              c10->blocks == c16->blocks && c10->block_size == c16->block_size ? "yes" : "NO");
+  return c10->blocks == c16->blocks ? 0 : 1;
+}
+
+// Builds a read/write request: LD read/write frame, or a READ/WRITE CDB in a
+// pass-through frame with --pass.
+mr::request rw_request(const args& a, std::uint8_t target, bool write, std::uint64_t lba, std::uint32_t blocks,
+                       dma_region data) {
+  mr::request r;
+  r.target = target;
+  r.dir = write ? dkq::dma_direction::to_device : dkq::dma_direction::from_device;
+  r.data = data;
+  if (a.pass) {
+    r.kind = mr::op::ld_scsi;
+    auto n = dkq::scsi::read_write(r.cdb, write, lba, blocks, a.cdb16 || lba + blocks > 0xffffffffull);
+    r.cdb_len = n.value_or(0);
+  } else {
+    r.kind = write ? mr::op::ld_write : mr::op::ld_read;
+    r.lba = lba;
+    r.blocks = blocks;
+  }
+  return r;
+}
+
+int cmd_rw(session& s, const args& a, bool write) {
+  const auto t = static_cast<std::uint8_t>(need_target(a));
+  if (a.blocks == 0) usage("--blocks C is required");
+  const std::uint64_t bytes = a.blocks * 512;
+  if (bytes > s.ctrl->info().max_transfer) usage("transfer larger than one command; use verify for large ranges");
+  dma_region b = s.buffer((bytes + 4095) & ~std::uint64_t{4095}, a.force32);
+  if (write) fill_pattern(b.cpu_at<std::uint8_t>(), a.lba * 512, bytes, a.seed);
+  auto c = s.ctrl->execute(rw_request(a, t, write, a.lba, static_cast<std::uint32_t>(a.blocks),
+                                      dma_region{b.cpu, b.device, bytes}));
+  if (!c.st) return fail_c(write ? "write" : "read", c);
+  if (!write) {
+    if (!a.out.empty()) {
+      FILE* f = std::fopen(a.out.c_str(), "wb");
+      if (!f || std::fwrite(b.cpu, 1, bytes, f) != bytes) return fail("write output file", {errc::io_error, "fwrite"});
+      std::fclose(f);
+    } else {
+      const auto* p = b.cpu_at<const std::uint8_t>();
+      for (std::uint64_t i = 0; i < std::min<std::uint64_t>(bytes, 256); i += 16) {
+        std::printf("%08" PRIx64 ":", a.lba * 512 + i);
+        for (int k = 0; k < 16; ++k) std::printf(" %02x", p[i + k]);
+        std::printf("\n");
+      }
+    }
+  }
+  std::printf("%s target %u: %" PRIu64 " blocks at LBA %" PRIu64 " ok (%s)\n", write ? "wrote" : "read", t, a.blocks,
+              a.lba, a.pass ? "pass-through CDB" : "LD frame");
+  return 0;
+}
+
+int do_sync(session& s, std::uint8_t t) {
+  const auto before = s.ctrl->stats();
+  auto c = s.ctrl->synchronize_cache(t, true);
+  const auto& after = s.ctrl->stats();
+  const std::uint64_t sent10 = after.sync_cache_10 - before.sync_cache_10;
+  const std::uint64_t sent16 = (after.sync_cache_sent - before.sync_cache_sent) - sent10;
+  if (after.sync16_fallbacks != before.sync16_fallbacks)
+    std::printf("sync target %u: SYNCHRONIZE CACHE(16) rejected (%s), retried as (10)\n", t, "invalid opcode");
+  if (!c.st) return fail_c("SYNCHRONIZE CACHE", c);
+  std::printf("sync target %u: SYNCHRONIZE CACHE completed by the controller (%" PRIu64 " x 16-byte, %" PRIu64
+              " x 10-byte sent)\n",
+              t, sent16, sent10);
+  return 0;
+}
+
+int cmd_sync(session& s, const args& a) {
+  int rc = 0;
+  auto ts = targets_of(*s.ctrl, a.target);
+  if (ts.empty()) return fail("sync", {errc::invalid_argument, "no such target"});
+  for (std::uint8_t t : ts) rc |= do_sync(s, t);
+  std::printf("@@SCSI-SYNC sync16=%" PRIu64 " sync10=%" PRIu64 "\n",
+              s.ctrl->stats().sync_cache_sent - s.ctrl->stats().sync_cache_10, s.ctrl->stats().sync_cache_10);
+  return rc;
+}
+
+// ---- verify: write a pattern to every chosen target at once, read it back -------
+struct io_slot {
+  std::uint32_t index = 0;
+  bool busy = false;
+  bool ok = true;
+  std::uint64_t started = 0;
+  std::uint64_t done_at = 0;
+  status st{};
+  mr::completion c{};
+  std::vector<std::uint32_t>* ready = nullptr;
+};
+
+void slot_done(void* u, const mr::completion& c) noexcept {
+  auto* s = static_cast<io_slot*>(u);
+  s->busy = false;
+  s->ok = c.st.ok();
+  s->c = c;
+  s->done_at = now_ns();
+  s->ready->push_back(s->index);
+}
+
+int cmd_verify(session& s, const args& a) {
+  auto ts = targets_of(*s.ctrl, a.target);
+  if (ts.empty()) return fail("verify", {errc::invalid_argument, "no such target"});
+  if (a.blocks == 0) usage("--blocks C is required");
+  const std::uint32_t bs = a.bs ? a.bs : std::min<std::uint32_t>(64u << 10, s.ctrl->info().max_transfer);
+  if (bs % 512 || bs == 0) usage("--bs must be a multiple of 512");
+  const std::uint32_t chunk_blocks = bs / 512;
+  const std::uint32_t qd = std::min(a.qd, s.ctrl->info().queue_depth);
+  // A job = one chunk of one target; targets interleave so several LDs are
+  // busy at the same time.
+  struct job {
+    std::uint8_t target;
+    std::uint64_t lba;
+    std::uint32_t blocks;
+  };
+  std::vector<job> jobs;
+  for (std::uint64_t off = 0; off < a.blocks; off += chunk_blocks)
+    for (std::uint8_t t : ts)
+      jobs.push_back({t, a.lba + off, static_cast<std::uint32_t>(std::min<std::uint64_t>(chunk_blocks, a.blocks - off))});
+  std::vector<io_slot> slots(qd);
+  std::vector<std::uint32_t> ready;
+  ready.reserve(qd);
+  std::vector<dma_region> bufs;
+  for (std::uint32_t i = 0; i < qd; ++i) {
+    slots[i].index = i;
+    slots[i].ready = &ready;
+    bufs.push_back(s.buffer(bs, a.force32));
+  }
+  std::vector<std::size_t> job_of(qd);
+  const std::uint64_t t0 = now_ns();
+  std::uint64_t mismatches = 0, errors = 0;
+  for (int pass = 0; pass < 2; ++pass) {
+    const bool write = pass == 0;
+    std::size_t next = 0, done = 0;
+    for (std::uint32_t i = 0; i < qd; ++i) ready.push_back(i);
+    while (done < jobs.size() && !g_stop) {
+      // Everything that came back: check (reads), then reuse the slot.
+      std::vector<std::uint32_t> free_now;
+      free_now.swap(ready);
+      for (std::uint32_t i : free_now) {
+        io_slot& sl = slots[i];
+        if (sl.started != 0) {
+          const job& j = jobs[job_of[i]];
+          ++done;
+          if (!sl.ok) {
+            ++errors;
+            fail_c(write ? "verify write" : "verify read", sl.c);
+          } else if (!write) {
+            const std::uint64_t seed = a.seed + j.target;
+            const std::int64_t bad = check_pattern(bufs[i].cpu_at<const std::uint8_t>(), j.lba * 512, j.blocks * 512u, seed);
+            if (bad >= 0) {
+              ++mismatches;
+              std::fprintf(stderr, "dkq-scsi: MISMATCH target %u byte %" PRIu64 "\n", j.target,
+                           j.lba * 512 + static_cast<std::uint64_t>(bad));
+            }
+          }
+          sl.started = 0;
+        }
+        if (next < jobs.size()) {
+          const job& j = jobs[next];
+          if (write) fill_pattern(bufs[i].cpu_at<std::uint8_t>(), j.lba * 512, j.blocks * 512u, a.seed + j.target);
+          else std::memset(bufs[i].cpu, 0, j.blocks * 512u);
+          mr::request r = rw_request(a, j.target, write, j.lba, j.blocks, dma_region{bufs[i].cpu, bufs[i].device, j.blocks * 512u});
+          r.done = slot_done;
+          r.user = &sl;
+          status st = s.ctrl->submit(r);
+          if (st.code() == errc::no_space) {
+            ready.push_back(i);  // bounce pool or depth: try again after a poll
+            continue;
+          }
+          if (!st) return fail("submit", st);
+          sl.started = now_ns();
+          sl.busy = true;
+          job_of[i] = next++;
+        }
+      }
+      if (done < jobs.size() && ready.empty()) s.ctrl->wait(1000);
+      else if (done < jobs.size()) s.ctrl->poll();
+    }
+    for (auto& sl : slots) sl.started = 0;
+    ready.clear();
+  }
+  const double secs = static_cast<double>(now_ns() - t0) / 1e9;
+  for (std::uint8_t t : ts)
+    std::printf("verify target %u: %" PRIu64 " blocks at LBA %" PRIu64 " written and read back (%s, seed %" PRIu64 ")\n",
+                t, a.blocks, a.lba, a.pass ? (a.cdb16 ? "READ/WRITE(16) pass-through" : "READ/WRITE(10) pass-through")
+                                           : "LD read/write frames",
+                a.seed + t);
+  std::printf("verify: %zu commands each way, QD %u, %u B each, %.2f s, %" PRIu64 " errors, %" PRIu64
+              " mismatches%s\n",
+              jobs.size(), qd, bs, secs, errors, mismatches, a.force32 ? ", forced 32-bit (SGL32 + bounce buffers)" : "");
+  int rc = (errors || mismatches || g_stop) ? 1 : 0;
+  if (!a.no_sync)
+    for (std::uint8_t t : ts) rc |= do_sync(s, t);
+  print_stats(*s.ctrl);
+  if (!a.no_sync)
+    std::printf("@@SCSI-SYNC sync16=%" PRIu64 " sync10=%" PRIu64 "\n",
+                s.ctrl->stats().sync_cache_sent - s.ctrl->stats().sync_cache_10, s.ctrl->stats().sync_cache_10);
+  return rc;
+}
+
+// ---- perf ----------------------------------------------------------------------------
+int cmd_perf(session& s, const args& a) {
+  const auto t = static_cast<std::uint8_t>(need_target(a));
+  const std::uint32_t bs = a.bs ? a.bs : 4096;
+  if (bs % 512 || bs > s.ctrl->info().max_transfer) usage("--bs must be a multiple of 512 within the max transfer");
+  const std::uint32_t qd = std::min(a.qd, s.ctrl->info().queue_depth);
+  auto cap = s.ctrl->read_capacity(t);
+  if (!cap) return fail("capacity", cap.error());
+  const std::uint64_t slots_n = cap->blocks * cap->block_size / bs;
+  const std::uint32_t blocks = bs / cap->block_size;
+  std::vector<io_slot> slots(qd);
+  std::vector<std::uint32_t> ready;
+  ready.reserve(qd);
+  std::vector<dma_region> bufs;
+  for (std::uint32_t i = 0; i < qd; ++i) {
+    slots[i].index = i;
+    slots[i].ready = &ready;
+    bufs.push_back(s.buffer(bs, a.force32));
+    fill_pattern(bufs.back().cpu_at<std::uint8_t>(), 0, bs, 99);
+  }
+  std::vector<std::uint64_t> lat;
+  lat.reserve(1 << 20);
+  std::uint64_t rng = 0x2545f4914f6cdd1dull, seq_next = 0, reads = 0, writes = 0, errors = 0, issued = 0;
+  const auto st0 = s.ctrl->stats();
+  const std::uint64_t t0 = now_ns();
+  const std::uint64_t end = a.ios ? ~std::uint64_t{0} : t0 + static_cast<std::uint64_t>(a.secs * 1e9);
+  bool stopping = false;
+  for (std::uint32_t i = 0; i < qd; ++i) ready.push_back(i);
+  std::uint32_t outstanding = 0;
+  while (!g_stop) {
+    std::vector<std::uint32_t> free_now;
+    free_now.swap(ready);
+    const std::uint64_t now = now_ns();
+    if (now >= end || (a.ios && issued >= a.ios)) stopping = true;
+    for (std::uint32_t i : free_now) {
+      io_slot& sl = slots[i];
+      if (sl.started != 0) {
+        --outstanding;
+        lat.push_back(sl.done_at - sl.started);
+        if (!sl.ok) {
+          if (errors++ == 0) fail_c("perf I/O", sl.c);
+        }
+        sl.started = 0;
+      }
+      if (stopping) continue;
+      rng ^= rng << 13;
+      rng ^= rng >> 7;
+      rng ^= rng << 17;
+      const std::uint64_t slot = a.seq ? (seq_next++ % slots_n) : (rng % slots_n);
+      const bool write = static_cast<int>((rng >> 20) % 100) >= a.read_pct;
+      mr::request r = rw_request(a, t, write, slot * blocks, blocks, bufs[i]);
+      r.done = slot_done;
+      r.user = &sl;
+      status st = s.ctrl->submit(r);
+      if (st.code() == errc::no_space) {
+        ready.push_back(i);
+        continue;
+      }
+      if (!st) return fail("submit", st);
+      (write ? writes : reads)++;
+      ++issued;
+      ++outstanding;
+      sl.started = now_ns();
+    }
+    if (stopping && outstanding == 0) break;
+    if (ready.empty()) s.ctrl->wait(1000);
+    else s.ctrl->poll();
+  }
+  const double secs = static_cast<double>(now_ns() - t0) / 1e9;
+  const auto& st1 = s.ctrl->stats();
+  std::sort(lat.begin(), lat.end());
+  auto pct = [&](double p) {
+    return lat.empty() ? 0.0
+                       : static_cast<double>(lat[std::min(lat.size() - 1, static_cast<std::size_t>(p / 100 * static_cast<double>(lat.size())))]) / 1e3;
+  };
+  double mean = 0;
+  for (auto l : lat) mean += static_cast<double>(l);
+  mean = lat.empty() ? 0 : mean / static_cast<double>(lat.size()) / 1e3;
+  const std::uint64_t total = lat.size();
+  const double iops = static_cast<double>(total) / secs, mbps = iops * bs / 1e6;
+  const std::uint64_t posted = st1.frames_posted - st0.frames_posted, ciw = st1.ci_writes - st0.ci_writes;
+  const std::uint64_t wraps = st1.reply_wraps - st0.reply_wraps;
+  const char* mode = s.ctrl->info().vectors == 0 ? "polled"
+                     : a.mode == dkq::completion_mode::interrupt ? "interrupts"
+                                                                 : "hybrid";
+  if (a.json) {
+    std::printf("{\"device\":\"%s\",\"target\":%u,\"bs\":%u,\"qd\":%u,\"read_pct\":%d,\"pattern\":\"%s\","
+                "\"mode\":\"%s\",\"frames\":\"%s\",\"seconds\":%.3f,\"ios\":%" PRIu64 ",\"reads\":%" PRIu64
+                ",\"writes\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"iops\":%.0f,\"mb_per_s\":%.2f,"
+                "\"lat_us\":{\"mean\":%.2f,\"p50\":%.2f,\"p90\":%.2f,\"p99\":%.2f,\"p99_9\":%.2f,\"max\":%.2f},"
+                "\"frames_posted\":%" PRIu64 ",\"ci_writes\":%" PRIu64 ",\"reply_wraps\":%" PRIu64
+                ",\"reply_entries\":%u}\n",
+                s.bdf.c_str(), t, bs, qd, a.read_pct, a.seq ? "sequential" : "random", mode,
+                a.pass ? "pass-through" : "ld-io", secs, total, reads, writes, errors, iops, mbps, mean, pct(50),
+                pct(90), pct(99), pct(99.9), lat.empty() ? 0.0 : static_cast<double>(lat.back()) / 1e3, posted, ciw,
+                wraps, s.ctrl->info().reply_entries);
+  } else {
+    std::printf("perf %s target %u: %u B %s %s, QD %u, %s, %s frames\n", s.bdf.c_str(), t, bs,
+                a.seq ? "sequential" : "random", a.read_pct == 100 ? "reads" : a.read_pct == 0 ? "writes" : "mixed", qd,
+                mode, a.pass ? "pass-through" : "LD read/write");
+    std::printf("  %" PRIu64 " I/Os in %.2f s: %.0f IOPS, %.1f MB/s, %" PRIu64 " errors\n", total, secs, iops, mbps,
+                errors);
+    std::printf("  latency us: mean %.1f  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n", mean, pct(50),
+                pct(90), pct(99), pct(99.9), lat.empty() ? 0.0 : static_cast<double>(lat.back()) / 1e3);
+    std::printf("  frames posted %" PRIu64 " (one inbound queue port write each), reply consumer-index writes %" PRIu64
+                " (%.2f completions per write), reply queue wraps %" PRIu64 " (%u entries)\n",
+                posted, ciw, ciw ? static_cast<double>(total) / static_cast<double>(ciw) : 0.0, wraps,
+                s.ctrl->info().reply_entries);
+  }
+  return errors ? 1 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  args a = parse(argc, argv);
+  if (a.cmd == "list") return cmd_list(a);
+  if (a.cmd != "inquiry" && a.cmd != "capacity" && a.cmd != "read" && a.cmd != "write" && a.cmd != "sync" &&
+      a.cmd != "verify" && a.cmd != "perf")
+    usage(("unknown command " + a.cmd).c_str());
+  if (a.bdfs.size() != 1) usage("give exactly one controller address");
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  session s;
+  s.bdf = a.bdfs[0];
+  if (int rc = open_session(s, a, a.bdfs[0])) return rc;
+  int rc = 0;
+  if (a.cmd == "inquiry") rc = cmd_inquiry(s, a);
+  else if (a.cmd == "capacity") rc = cmd_capacity(s, a);
+  else if (a.cmd == "read") rc = cmd_rw(s, a, false);
+  else if (a.cmd == "write") rc = cmd_rw(s, a, true);
+  else if (a.cmd == "sync") rc = cmd_sync(s, a);
+  else if (a.cmd == "verify") rc = cmd_verify(s, a);
+  else if (a.cmd == "perf") rc = cmd_perf(s, a);
+  return rc;
+}

@@ -1,0 +1,79 @@
+// examples/scsi/linux/vfio_platform.hpp - the MegaRAID core's platform concept
+// (driver/platform.hpp) over dkq's VFIO backend. Thin on purpose: the VFIO
+// device already speaks BAR numbers, config space, bus mastering, constrained
+// DMA and MSI-X/MSI eventfds; this adapts names and adds a clock and a sleep.
+#pragma once
+
+#include <time.h>
+
+#include <cstdint>
+
+#include "../driver/platform.hpp"
+#include "dkq/platform/vfio/device.hpp"
+
+namespace dkq::scsi_linux {
+
+namespace mr = dkq::examples::megaraid;
+
+class vfio_platform {
+ public:
+  using window = mmio_window;
+
+  explicit vfio_platform(vfio::device& d) noexcept : dev_(d) {}
+
+  result<std::uint16_t> config_read16(std::uint32_t off) { return dev_.config_read16(off); }
+  mr::bar_kind bar_type(int bar) {
+    auto b = dev_.bar(bar);
+    if (!b) return mr::bar_kind::absent;
+    if (b->kind == vfio::bar_kind::memory) return mr::bar_kind::memory;
+    if (b->kind == vfio::bar_kind::io) return mr::bar_kind::io;
+    return mr::bar_kind::absent;
+  }
+  result<window> map_bar(int bar) { return dev_.map_bar(bar); }
+  status enable_bus_master() { return dev_.enable_bus_master(); }
+  result<dma_region> dma_alloc(std::size_t n, std::uint64_t limit) {
+    vfio::dma_constraints c;
+    c.limit = limit;
+    return dev_.dma_alloc(n, c);
+  }
+  status dma_free(const dma_region& r) { return dev_.dma_free(r); }
+
+  // MSI-X, else MSI. INTx is not offered to the core: it is level-triggered
+  // (VFIO masks it until re-armed) and a dext cannot use it at all, so without
+  // MSI the driver polls.
+  result<std::uint32_t> irq_enable() {
+    if (dev_.irq().available(vfio::irq_kind::msix) == 0 && dev_.irq().available(vfio::irq_kind::msi) == 0)
+      return std::uint32_t{0};
+    DKQ_TRY(dev_.irq().enable(1, vfio::irq_kind::msix));
+    if (dev_.irq().kind() == vfio::irq_kind::intx) {
+      (void)dev_.irq().disable();
+      return std::uint32_t{0};
+    }
+    return dev_.irq().count();
+  }
+  std::uint32_t irq_wait(int ms) {
+    std::uint32_t fired[4];
+    auto n = dev_.irq().wait(fired, ms);
+    ++irq_waits;
+    return n ? *n : 0;
+  }
+  std::uint64_t now_ns() const noexcept {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(ts.tv_nsec);
+  }
+  void delay_us(std::uint32_t us) const noexcept {
+    timespec ts{static_cast<time_t>(us / 1000000u), static_cast<long>(us % 1000000u) * 1000L};
+    ::nanosleep(&ts, nullptr);
+  }
+
+  vfio::device& device() noexcept { return dev_; }
+  std::uint64_t irq_waits = 0;
+
+ private:
+  vfio::device& dev_;
+};
+
+static_assert(mr::mfi_platform<vfio_platform>);
+
+}  // namespace dkq::scsi_linux
