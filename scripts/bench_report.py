@@ -450,7 +450,7 @@ def machine_section(ctx):
                        ("dkq_numa_nodes", "NUMA nodes"), ("dkq_numa_placement", "ring memory"),
                        ("dkq_element", "element"), ("dkq_compiler", "compiler"),
                        ("dkq_peers", "peers"), ("library_build_type", "libbenchmark build"),
-                       ("load_avg", "load average at start"), ("date", "date")]:
+                       ("load_avg", "load average at start"), ("dkq_nice", "nice level"), ("date", "date")]:
         if key in ctx:
             v = ctx[key]
             if isinstance(v, list):

@@ -23,6 +23,7 @@
 // Every element is checked on arrival (producer id and sequence number): loss,
 // duplication or reordering aborts the benchmark with SkipWithError.
 #include <benchmark/benchmark.h>
+#include <sys/resource.h>
 #include <sys/utsname.h>
 
 #include <algorithm>
@@ -564,6 +565,9 @@ void add_context() {
   utsname u{};
   if (uname(&u) == 0)
     benchmark::AddCustomContext("dkq_kernel", std::string(u.sysname) + " " + u.release);
+  // A negative nice level (scripts/bench.sh BENCH_NICE) changes how much other
+  // load disturbs the run; record it next to the load average.
+  benchmark::AddCustomContext("dkq_nice", std::to_string(getpriority(PRIO_PROCESS, 0)));
   benchmark::AddCustomContext("dkq_hardware_concurrency",
                               std::to_string(std::thread::hardware_concurrency()));
 }
