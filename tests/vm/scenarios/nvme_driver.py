@@ -8,7 +8,7 @@ Devices
         read with EIO (the backing store's error, not the driver's).
 Guest programs, in order
   identify, verify ns1 (512 B, PRPs), verify ns2 (4 KiB, SGLs), flush,
-  perf QD32 batched polled, perf QD32 unbatched, perf QD32 shadow doorbells on,
+  perf QD32 batched polled, perf QD32 unbatched, perf QD32 unbatched with shadow doorbells,
   perf QD32 interrupts, verify on nvme1 with the injected read error.
   (Handing the controller to Linux's driver and the kernel comparison are in
   nvme_interop.py: Linux's own doorbells would blur this boot's exact counts.)
@@ -16,8 +16,8 @@ Host checks
   every program passed; the device saw exactly the SQ doorbell writes and
   flushes dkq-nvme declared; no pci_nvme_err_* except the one injected read
   error's status; the images hold the written patterns byte for byte and
-  nothing else changed; batching: <= 1 SQ doorbell per 8 commands at QD32,
-  shadow doorbells fewer still.
+  nothing else changed; batching: <= 1 SQ doorbell per 8 commands at QD32;
+  shadow doorbells: fewer register writes than one per command unbatched.
 """
 import json
 import os
@@ -117,7 +117,11 @@ def main():
     perf = ["perf", n0, "--ns", 2, "--bs", 4096, "--qd", 32, "--time", 3, "--json", te]
     s.run("dkq_nvme", *perf, label="perf_batched", timeout=90)
     s.run("dkq_nvme", *perf, "--no-batch", label="perf_unbatched", timeout=90)
-    s.run("dkq_nvme", *perf, "--shadow", "on", label="perf_shadow", timeout=90)
+    # Shadow doorbells are measured unbatched: at QD32 with batching the host
+    # rings once per reap round, always when QEMU has drained the queue and
+    # its EventIdx asks to be told, so no shadow scheme can go below that
+    # 1/32; per-command posting is where EventIdx absorbs register writes.
+    s.run("dkq_nvme", *perf, "--shadow", "on", "--no-batch", label="perf_shadow", timeout=90)
     s.run("dkq_nvme", *perf, "--irq", label="perf_irq", timeout=90)
     s.run("dkq_nvme", "verify", nvme1.bdf, "--ns", 1, "--lba", 1024, "--blocks", 2048, "--seed", 13,
           "--reread-on-error", te, label="fault_verify")
@@ -145,12 +149,12 @@ def main():
         j = res["perf_batched"]
         r.check(j["sq_doorbell_writes"] * 8 <= j["commands"],
                 f"batched QD32: {j['sq_doorbell_writes']} SQ doorbells for {j['commands']} commands (> 1 per 8)")
-    if "perf_shadow" in res and "perf_batched" in res:
-        a, b = res["perf_shadow"], res["perf_batched"]
+    if "perf_shadow" in res and "perf_unbatched" in res:
+        a, b = res["perf_shadow"], res["perf_unbatched"]
         r.check(a["shadow_doorbells"], "perf_shadow: shadow doorbells were not enabled")
         r.check(a["sq_doorbells_per_command"] < b["sq_doorbells_per_command"],
-                f"shadow doorbells: {a['sq_doorbells_per_command']:.4f}/cmd, not fewer than batched "
-                f"{b['sq_doorbells_per_command']:.4f}/cmd")
+                f"shadow doorbells: {a['sq_doorbells_per_command']:.4f}/cmd, not fewer than unbatched "
+                f"register doorbells {b['sq_doorbells_per_command']:.4f}/cmd")
         r.check(r.trace.count("pci_nvme_dbbuf_config") == 1, "Doorbell Buffer Config issued other than once")
 
     # ---- fault case ---------------------------------------------------------------------
