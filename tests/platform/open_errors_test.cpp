@@ -65,7 +65,7 @@ TEST(OpenErrors, VfioNotLoaded) {
 }
 
 TEST(OpenErrors, DmaConstraintsBelow4G) {
-  constexpr auto c = vfio::dma_constraints::below_4g();
+  constexpr auto c = vfio::dma_placement::below_4g();
   static_assert(c.limit == (1ull << 32));
   static_assert(c.align == 4096);
   SUCCEED();
@@ -87,4 +87,23 @@ TEST(Interrupts, NotEnabledIsAnError) {
   dkq::vfio::eventfd_waiter w(irq, 0);
   EXPECT_EQ(w.wait(0), 0u);
   EXPECT_EQ(irq.kind(), dkq::vfio::irq_kind::none);
+}
+
+TEST(Placement, FromDmaLayerConstraints) {
+  dkq::dma_constraints c;
+  c.addressable_bits = 32;
+  c.alignment = 4;
+  auto p = vfio::placement_for(c, 8192);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->limit, 1ull << 32);
+  EXPECT_EQ(p->align, 4096u);  // never below a page
+  c.boundary = 64 * 1024;
+  p = vfio::placement_for(c, 12 * 1024);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->align, 16 * 1024u);  // a 16 KiB-aligned 12 KiB region cannot cross 64 KiB
+  EXPECT_EQ(vfio::placement_for(c, 128 * 1024).error().code(), errc::constraint);
+  c.alignment = 3;
+  EXPECT_EQ(vfio::placement_for(c, 4096).error().code(), errc::invalid_argument);
+  c = dkq::dma_constraints{};
+  EXPECT_EQ(vfio::placement_for(c, 4096)->limit, ~0ull);
 }

@@ -391,7 +391,8 @@ class Scenario:
         self.runs = []
         self.allows = []
         self.trace_patterns = list(DEFAULT_TRACE)
-        self.extra_modules = []
+        self.extra_modules = []   # loaded (in this order) before devices are bound
+        self.packed_modules = []  # shipped in /lib/modules/<name>.ko but not loaded
         self.kernel_args = []
         os.makedirs(self.work, exist_ok=True)
 
@@ -461,7 +462,7 @@ class Scenario:
         with open(busybox, "rb") as f:
             c.file("bin/busybox", f.read())
         modules = VFIO_MODULES + [m for m in self.extra_modules if m not in VFIO_MODULES]
-        for m in modules:
+        for m in modules + [m for m in self.packed_modules if m not in modules]:
             src = kernel.module(m)
             if not src.endswith(".ko"):
                 raise HarnessError(f"{src} is compressed; busybox insmod needs plain .ko")

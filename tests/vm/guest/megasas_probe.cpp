@@ -158,11 +158,16 @@ int main(int argc, char** argv) {
   VM_CHECK(dev.irq().available(vfio::irq_kind::intx) == 1u);
   vmcheck::note("interrupts: %s, %u vector(s)", vfio::irq_kind_name(dev.irq().kind()), dev.irq().count());
   // Frames: QEMU maps 2 KiB behind every posted frame, so each frame starts a page.
-  auto frames = dev.dma_alloc(2 * 4096, vfio::dma_constraints::below_4g());
-  auto qinfo = dev.dma_alloc(4096, vfio::dma_constraints::below_4g());
-  auto rq = dev.dma_alloc(2 * 4096, vfio::dma_constraints::below_4g());  // (1008 + 1) * 4 bytes
-  auto idx = dev.dma_alloc(4096, vfio::dma_constraints::below_4g());     // producer @0, consumer @4
-  auto info = dev.dma_alloc(4096, vfio::dma_constraints::below_4g());
+  // Frames through the dma layer's constraint vocabulary (a 32-bit frame
+  // address is what a single IQP write can post), the rest as a placement.
+  dkq::dma_constraints frame_limits;
+  frame_limits.addressable_bits = 32;
+  frame_limits.alignment = 32;  // MFI frames are 32-byte aligned (IQP low bits carry the count)
+  auto frames = dev.dma_alloc(2 * 4096, frame_limits);
+  auto qinfo = dev.dma_alloc(4096, vfio::dma_placement::below_4g());
+  auto rq = dev.dma_alloc(2 * 4096, vfio::dma_placement::below_4g());  // (1008 + 1) * 4 bytes
+  auto idx = dev.dma_alloc(4096, vfio::dma_placement::below_4g());     // producer @0, consumer @4
+  auto info = dev.dma_alloc(4096, vfio::dma_placement::below_4g());
   if (!VM_CHECK_OK(frames) || !VM_CHECK_OK(qinfo) || !VM_CHECK_OK(rq) || !VM_CHECK_OK(idx) || !VM_CHECK_OK(info))
     return vmcheck::finish("megasas_probe");
   for (auto* r : {&*frames, &*qinfo, &*rq, &*idx, &*info})

@@ -175,8 +175,8 @@ int main(int argc, char** argv) {
   VM_CHECK(!dkq::looks_removed(vs));
 
   // ---- DMA memory ------------------------------------------------------------
-  auto sq = dev.dma_alloc(4096, vfio::dma_constraints::below_4g());
-  auto cq = dev.dma_alloc(4096, vfio::dma_constraints::below_4g());
+  auto sq = dev.dma_alloc(4096, vfio::dma_placement::below_4g());
+  auto cq = dev.dma_alloc(4096, vfio::dma_placement::below_4g());
   auto data = dev.dma_alloc(3 * 4096 + 1);  // rounds up to 4 pages
   if (!VM_CHECK_OK(sq) || !VM_CHECK_OK(cq) || !VM_CHECK_OK(data)) return vmcheck::finish("nvme_probe");
   VM_CHECK(sq->device.value() + sq->size <= (1ull << 32));

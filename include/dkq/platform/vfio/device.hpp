@@ -3,7 +3,7 @@
 //   auto dev = dkq::vfio::device::open("0000:00:04.0", {}, &why);  // why: what to do on failure
 //   auto regs = dev->map_bar(0);          // BAR *number*; I/O and absent BARs are errors
 //   dev->enable_bus_master();
-//   auto q = dev->dma_alloc(4096, dkq::vfio::dma_constraints::below_4g());
+//   auto q = dev->dma_alloc(4096, dkq::vfio::dma_placement::below_4g());
 //   dev->irq().enable(2);                 // MSI-X, else MSI, else INTx; eventfds + epoll
 //
 // IOMMU access comes in two kernel flavours and open() picks one:
@@ -40,6 +40,7 @@
 
 #include "dkq/base/mmio.hpp"
 #include "dkq/base/status.hpp"
+#include "dkq/dma/constraints.hpp"
 #include "dkq/dma/region.hpp"
 #include "dkq/platform/vfio/iova_space.hpp"
 #include "dkq/platform/vfio/irq.hpp"
@@ -88,13 +89,33 @@ struct bar_info {
   bool mappable = false;  // VFIO allows mmap of the region
 };
 
-// Addressing limits for one DMA region.
-struct dma_constraints {
+// Where one DMA region may be placed in the device's address space.
+// (dkq::dma_constraints, the dma layer's per-I/O description of a device, is
+// accepted by dma_alloc too and converted with placement_for().)
+struct dma_placement {
   std::uint64_t limit = ~std::uint64_t{0};  // every device address < limit (exclusive)
   std::uint64_t align = min_page_size;      // device-address alignment (power of two, >= 4 KiB)
 
-  static constexpr dma_constraints below_4g() noexcept { return {std::uint64_t{1} << 32, min_page_size}; }
+  static constexpr dma_placement below_4g() noexcept { return {std::uint64_t{1} << 32, min_page_size}; }
 };
+
+// The placement that makes a region of `size` bytes satisfy `c` as one
+// segment: below the addressable limit, aligned, and inside one `boundary`
+// window (a power-of-two-aligned block at least as large as the region never
+// crosses a larger power-of-two boundary).
+inline result<dma_placement> placement_for(const dkq::dma_constraints& c, std::size_t size) {
+  DKQ_TRY(c.validate());
+  dma_placement p;
+  p.limit = c.addressable_bits >= 64 ? ~std::uint64_t{0} : std::uint64_t{1} << c.addressable_bits;
+  p.align = c.alignment > min_page_size ? c.alignment : min_page_size;
+  if (c.boundary != 0) {
+    if (size > c.boundary) return status{errc::constraint, "DMA region larger than the device's boundary window", size};
+    std::uint64_t block = min_page_size;
+    while (block < size) block <<= 1;
+    if (block > p.align) p.align = block;
+  }
+  return p;
+}
 
 enum class iommu_backend : std::uint8_t { automatic, container, iommufd };
 
@@ -293,7 +314,7 @@ class device {
   // Allocates `size` bytes (rounded up to pages) of zeroed memory, on the
   // device's NUMA node when there is more than one, and maps it for the device.
   // A failure leaves nothing behind (no pages, no IOVA range).
-  result<dma_region> dma_alloc(std::size_t size, dma_constraints c = {}) {
+  result<dma_region> dma_alloc(std::size_t size, dma_placement c = {}) {
     if (size == 0) return status{errc::invalid_argument, "DMA allocation of zero bytes"};
     auto pages = allocate_pages(round_pages(size), info_.numa_node, numa_nodes_);
     if (!pages) return pages.error();
@@ -302,9 +323,17 @@ class device {
     return r;
   }
 
+  // The same under the dma layer's constraints (addressable bits, alignment,
+  // boundary), e.g. a 32-bit HBA's control structures.
+  result<dma_region> dma_alloc(std::size_t size, const dkq::dma_constraints& c) {
+    auto p = placement_for(c, round_pages(size ? size : 1));
+    if (!p) return p.error();
+    return dma_alloc(size, *p);
+  }
+
   // Maps caller-owned memory (page-aligned pointer, whole pages). The caller
   // keeps ownership; dma_unmap() before freeing it.
-  result<dma_region> dma_map(void* cpu, std::size_t size, dma_constraints c = {}) {
+  result<dma_region> dma_map(void* cpu, std::size_t size, dma_placement c = {}) {
     if (!cpu || size == 0) return status{errc::invalid_argument, "DMA map of a null or empty buffer"};
     if (reinterpret_cast<std::uintptr_t>(cpu) % page_size() != 0 || size % page_size() != 0)
       return status{errc::invalid_argument, "DMA map needs a page-aligned buffer of whole pages"};
@@ -572,7 +601,7 @@ class device {
 
   // ---- IOMMU mappings ------------------------------------------------------------
   // `pages.ptr` set: memory from dma_alloc, owned by the mapping.
-  result<dma_region> map_into_iommu(void* cpu, std::size_t len, dma_constraints c, page_allocation pages) {
+  result<dma_region> map_into_iommu(void* cpu, std::size_t len, dma_placement c, page_allocation pages) {
     if (c.align < page_size() || (c.align & (c.align - 1)) != 0)
       return status{errc::invalid_argument, "DMA alignment must be a power of two of at least one page", c.align};
     auto iova = iova_.alloc(len, c.align, c.limit);
