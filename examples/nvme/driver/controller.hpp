@@ -159,6 +159,7 @@ class io_queue {
   // out completions the recovery path produced (failed on reset, aborted).
   template <class H>
   std::uint32_t poll(std::uint32_t budget, H&& handler) noexcept {
+    if (DKQ_UNLIKELY(owner_ == nullptr)) return 0;  // never created: nothing to reap
     std::uint32_t n = drain_deferred(handler);
     if (n >= budget) return n;
     n += qp_.process_completions(
@@ -883,7 +884,7 @@ class controller {
   nvme::dptr_policy dptr_{};
   std::uint64_t max_transfer_ = 0;
   admin_qp admin_;
-  std::atomic_flag admin_lock_ = ATOMIC_FLAG_INIT;
+  std::atomic_flag admin_lock_{};  // C++20: value-initialised clear
   std::uint32_t admin_seq_ = 0;
   std::uint64_t admin_protocol_errors_ = 0;
   std::uint32_t aers_out_ = 0;
@@ -904,6 +905,7 @@ class controller {
 template <pci_platform P>
 template <class H>
 std::uint32_t io_queue<P>::check_timeouts(H&& handler) noexcept {
+  if (owner_ == nullptr) return 0;
   std::uint32_t n = 0;
   const std::uint64_t now = owner_->platform_now();
   qp_.timeout_scan(now, [&](std::uint16_t cid, cmd_ctx&) { expired_[n++] = cid; });
