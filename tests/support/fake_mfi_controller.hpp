@@ -196,6 +196,13 @@ class fake_mfi_controller {
 
   void err(const std::string& s) { c.errors.push_back(s); }
 
+  std::uint64_t h_context(std::uint64_t fa) const {
+    const std::uint8_t* f = dma_.translate(fa, 16);
+    std::uint64_t ctx = 0;
+    if (f != nullptr) std::memcpy(&ctx, f + 8, 8);
+    return ctx & 0xffffffffu;
+  }
+
   bool is_io_frame(std::uint32_t v) const {
     const std::uint8_t* f = dma_.translate(v & ~0x1fu, 1);
     return f != nullptr && f[0] >= mfi::cmd::ld_read && f[0] <= mfi::cmd::pd_scsi_io;
@@ -225,8 +232,11 @@ class fake_mfi_controller {
     const std::uint64_t fa = v & ~0x1fu;
     // QEMU maps 2 KiB from the frame address; an unmapped tail drops the command.
     std::uint8_t* f = dma_.translate(fa, 2048);
-    if (f == nullptr) {
-      err("frame at " + std::to_string(fa) + " is not followed by 2 KiB of mapped memory");
+    if (f == nullptr || (fa & 4095) + 2048 > 4096) {
+      // Behind an IOMMU one mapping never crosses a 4 KiB page: QEMU drops
+      // the frame (megasas_qf_map_failed) and answers BUSY.
+      err("frame at " + std::to_string(fa) + ": its 2 KiB window is unmapped or crosses a 4 KiB page");
+      finish(fa, h_context(fa), mfi::stat::scsi_done_with_error, scsi::scsi_status::busy);
       return;
     }
     mfi::frame_header h;
@@ -473,13 +483,18 @@ class fake_mfi_controller {
     std::memcpy(&p, f, sizeof p);
     fake_disk* d = disk(h.target_id);
     if (d == nullptr) return mfi::stat::device_not_found;
-    sgl_view s = read_sgl(f, h, mfi::pass_sgl_offset);
-    if (s.total != h.data_len) err("pass-through SGL length differs from data_len");
     auto check = [&](std::uint8_t key, std::uint8_t asc) {
       sense(f, key, asc);
       ss = scsi::scsi_status::check_condition;
       return mfi::stat::scsi_done_with_error;
     };
+    sgl_view s = read_sgl(f, h, mfi::pass_sgl_offset);
+    if (h.sge_count == 0) {
+      // QEMU >= 5.2: a SCSI frame without SGEs fails with TARGET FAILURE.
+      err("pass-through frame without SGEs (megasas_iovec_sgl_overflow)");
+      return check(scsi::sense_key::hardware_error, 0x44);
+    }
+    if (s.total != h.data_len) err("pass-through SGL length differs from data_len");
     const std::uint8_t* cdb = p.cdb;
     std::vector<std::uint8_t> out;
     switch (cdb[0]) {

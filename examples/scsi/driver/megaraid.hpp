@@ -15,9 +15,16 @@
 // Facts about the interface come from research/scsi-driverkit-anchors.md 1.2
 // and 2.1 (QEMU hw/scsi/megasas.c and Linux megaraid_sas read for facts):
 //  - frames are posted by writing address | extra-frames << 1 | 1 to the
-//    inbound queue port; QEMU maps 2048 bytes behind every posted frame, so a
-//    frame must be followed by 2 KiB of mapped memory (the frame area ends
-//    with a 2 KiB tail);
+//    inbound queue port; QEMU maps 2048 bytes from every posted frame in one
+//    piece, and behind a (virtual) IOMMU one mapping never crosses a 4 KiB
+//    IOVA page, so each frame gets a 2 KiB slot aligned to 2 KiB (seen in the
+//    VM: frames at page offsets above 2 KiB failed with megasas_qf_map_failed
+//    and came back BUSY);
+//  - QEMU (5.2 and later) fails a SCSI frame with zero SGEs
+//    (megasas_iovec_sgl_overflow, TARGET FAILURE sense), and one whose SGL is
+//    longer than data_len (megasas_iovec_underflow), so commands without data
+//    (TEST UNIT READY, SYNCHRONIZE CACHE) carry one 512-byte SGE over a dummy
+//    buffer with data_len 512; the target moves no data for them;
 //  - the reply queue holds one context word per completed frame; the firmware
 //    wraps its producer at rq_entries (QEMU: at max_cmds, and it refuses
 //    rq_entries > max_cmds), so we pass rq_entries = max_cmds and never have
@@ -92,6 +99,7 @@ struct options {
   std::uint32_t bounce_chunk = 64u << 10;
   std::uint32_t bounce_chunks = 256;       // forced 32-bit mode only
   bool reissue_after_reset = true;         // in-flight I/O re-posted after a reset
+  bool nodata_sge = true;                  // no-data CDBs carry a dummy SGE (QEMU >= 5.2)
   int wait_slice_ms = 100;                 // one irq_wait; timeouts checked between
 };
 
@@ -201,7 +209,8 @@ class controller {
   using window = typename P::window;
 
   static constexpr std::size_t frame_bytes = scsi::mfi_frame_size * scsi::mfi_max_frame_count;  // 512
-  static constexpr std::size_t frame_tail = 2048;   // QEMU maps 2 KiB behind each frame
+  static constexpr std::size_t frame_slot = 2048;  // what QEMU maps per frame; never crosses a page
+  static constexpr std::uint32_t nodata_bytes = 512;
   static constexpr std::size_t sense_bytes = 128;
   static constexpr std::uint8_t sense_len = 96;
   static constexpr std::uint32_t internal_slots = 2;  // INIT/DCMD + ABORT beside full I/O load
@@ -642,10 +651,10 @@ class controller {
     info_.queue_depth = depth;
     info_.reply_entries = info_.fw_max_cmds;
 
-    auto fr = plat_->dma_alloc(total * frame_bytes + frame_tail, ctl_limit);
+    auto fr = plat_->dma_alloc(total * frame_slot, ctl_limit);
     if (!fr) return fr.error();
     frames_mem_ = *fr;
-    DKQ_TRY(frames_.init(frames_mem_, frame_bytes, 64, 0, total));
+    DKQ_TRY(frames_.init(frames_mem_, frame_slot, frame_slot, 0, total));
     if (frames_.capacity() != total) return {errc::no_memory, "frame pool smaller than the command count"};
 
     auto rq = plat_->dma_alloc((info_.reply_entries + 1) * sizeof(std::uint32_t), ctl_limit);
@@ -660,6 +669,9 @@ class controller {
     auto sc = plat_->dma_alloc(scratch_bytes, ctl_limit);
     if (!sc) return sc.error();
     scratch_ = *sc;
+    auto nd = plat_->dma_alloc(nodata_bytes, ctl_limit);
+    if (!nd) return nd.error();
+    nodata_ = *nd;
 
     slots_ = new (std::nothrow) slot_state[total];
     if (slots_ == nullptr) return {errc::no_memory, "command slot table"};
@@ -993,6 +1005,16 @@ class controller {
       auto fc = scsi::mfi_frame_count(sgl_off, info_.sgl, sg->sge_count);
       if (!fc) return fc.error();
       s.extra_frames = *fc - 1;
+    } else if (!io && opt_.nodata_sge) {
+      // See the header: one SGE over the dummy buffer, no direction flag.
+      const dma_segment seg{nodata_.device, nodata_bytes};
+      auto sg = scsi::build_mfi_sgl(info_.sgl, {&seg, 1},
+                                    {s.frame.mem.template cpu_at<std::byte>(sgl_off), frame_bytes - sgl_off}, 1);
+      if (!sg) return sg.error();
+      h->sge_count = sg->sge_count;
+      h->data_len = nodata_bytes;
+      flags |= sg->frame_flags;
+      s.extra_frames = 0;
     } else {
       s.extra_frames = 0;
     }
@@ -1168,7 +1190,7 @@ class controller {
   void release() noexcept {
     operational_ = false;
     if (plat_ != nullptr) {
-      for (dma_region* r : {&frames_mem_, &rq_mem_, &idx_mem_, &sense_mem_, &scratch_, &bounce_mem_})
+      for (dma_region* r : {&frames_mem_, &rq_mem_, &idx_mem_, &sense_mem_, &scratch_, &nodata_, &bounce_mem_})
         if (r->valid()) {
           (void)plat_->dma_free(*r);
           *r = dma_region{};
@@ -1193,7 +1215,7 @@ class controller {
   status last_error_{};
   std::uint64_t next_scan_ = 0;
 
-  dma_region frames_mem_{}, rq_mem_{}, idx_mem_{}, sense_mem_{}, scratch_{}, bounce_mem_{};
+  dma_region frames_mem_{}, rq_mem_{}, idx_mem_{}, sense_mem_{}, scratch_{}, nodata_{}, bounce_mem_{};
   dma_pool frames_;
   dma_pool bounce_pool_;
   bounce_buffer bounce_;

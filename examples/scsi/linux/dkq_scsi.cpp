@@ -189,9 +189,7 @@ struct session {
   // purpose (IOVA aligned to 4 GiB), so every byte must go through the
   // driver's bounce buffers: the mode is exercised, not just configured.
   dma_region buffer(std::size_t n, bool high) {
-    vfio::dma_constraints c;
-    if (high) c.align = std::uint64_t{1} << 32;
-    auto r = dev->dma_alloc(n, c);
+    auto r = dev->dma_alloc(n, dkq::scsi_linux::placement(~std::uint64_t{0}, high ? std::uint64_t{1} << 32 : 4096));
     if (!r) {
       fail("data buffer", r.error());
       std::exit(1);
@@ -608,7 +606,7 @@ int cmd_perf(session& s, const args& a) {
         }
         sl.started = 0;
       }
-      if (stopping) continue;
+      if (stopping || (a.ios && issued >= a.ios)) continue;
       rng ^= rng << 13;
       rng ^= rng >> 7;
       rng ^= rng << 17;

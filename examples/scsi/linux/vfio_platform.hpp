@@ -7,13 +7,43 @@
 #include <time.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "../driver/platform.hpp"
 #include "dkq/platform/vfio/device.hpp"
 
+// The backend's placement type was renamed (vfio::dma_constraints ->
+// vfio::dma_placement) while this example was written; accept either, so the
+// example builds on both sides of that change.
+namespace dkq::vfio {
+struct dma_placement;
+struct dma_constraints;
+}  // namespace dkq::vfio
+
 namespace dkq::scsi_linux {
 
 namespace mr = dkq::examples::megaraid;
+
+template <class T, class = void>
+struct is_complete : std::false_type {};
+template <class T>
+struct is_complete<T, std::void_t<decltype(sizeof(T))>> : std::true_type {};
+
+// A VFIO placement: device addresses below `limit`, aligned to `align`.
+template <class New = vfio::dma_placement, class Old = vfio::dma_constraints>
+auto placement(std::uint64_t limit, std::uint64_t align = 4096) {
+  if constexpr (is_complete<New>::value) {
+    New p;
+    p.limit = limit;
+    p.align = align;
+    return p;
+  } else {
+    Old p;
+    p.limit = limit;
+    p.align = align;
+    return p;
+  }
+}
 
 class vfio_platform {
  public:
@@ -32,9 +62,7 @@ class vfio_platform {
   result<window> map_bar(int bar) { return dev_.map_bar(bar); }
   status enable_bus_master() { return dev_.enable_bus_master(); }
   result<dma_region> dma_alloc(std::size_t n, std::uint64_t limit) {
-    vfio::dma_constraints c;
-    c.limit = limit;
-    return dev_.dma_alloc(n, c);
+    return dev_.dma_alloc(n, placement(limit));
   }
   status dma_free(const dma_region& r) { return dev_.dma_free(r); }
 
