@@ -116,23 +116,52 @@ inline result<std::uint64_t> total_length(std::span<const dma_segment> data) noe
 
 }  // namespace prp_detail
 
-// Can PRPs describe transfer bytes [offset, offset+length) of `data`?
-// Returns the number of PRP entries (memory pages touched) or why not:
-//   invalid_argument  empty list, zero-length segment, zero-length transfer
-//   out_of_range      wrap, or offset/length beyond the data
-//   constraint        "transfer beyond MDTS" (detail = bytes),
-//                     "PRP1 not dword aligned" (detail = address),
-//                     "PRP entry after the first does not start a memory page" (detail = address),
-//                     "data before the last PRP entry does not end on a memory page" (detail = address)
-inline result<std::uint32_t> prp_check(const prp_config& cfg, std::span<const dma_segment> data,
-                                       std::uint64_t offset = 0,
-                                       std::uint64_t length = prp_detail::all) noexcept {
-  DKQ_TRY(cfg.validate());
-  auto tot = prp_detail::total_length(data);
+namespace prp_detail {
+
+// One pass for the common case (the whole list): input checks, the PRP
+// rules and the entry count together. `length` receives the total.
+inline result<std::uint32_t> scan_whole(const prp_config& cfg, std::span<const dma_segment> data,
+                                        std::uint64_t& length) noexcept {
+  if (data.empty()) return status{errc::invalid_argument, "empty data segment list"};
+  const std::uint64_t mask = cfg.page_size - 1;
+  const unsigned shift = log2_floor(cfg.page_size);
+  const std::size_t n = data.size();
+  std::uint64_t total = 0;
+  std::uint64_t entries = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint64_t a = data[i].addr.value();
+    const std::uint64_t l = data[i].len;
+    if (l == 0) return status{errc::invalid_argument, "zero-length data segment", i};
+    std::uint64_t end = 0;
+    if (!add_checked(a, l, end))
+      return status{errc::out_of_range, "data segment wraps the 64-bit address space", i};
+    if (!add_checked(total, l, total))
+      return status{errc::out_of_range, "transfer length overflows 64 bits", i};
+    if (i == 0) {
+      if ((a & 3) != 0) return status{errc::constraint, "PRP1 not dword aligned", a};
+    } else if ((a & mask) != 0) {
+      return status{errc::constraint, "PRP entry after the first does not start a memory page", a};
+    }
+    if (i + 1 != n && (end & mask) != 0)
+      return status{errc::constraint, "data before the last PRP entry does not end on a memory page", end};
+    entries += ((end - 1) >> shift) - (a >> shift) + 1;
+  }
+  if (cfg.max_transfer != 0 && total > cfg.max_transfer)
+    return status{errc::constraint, "transfer beyond MDTS", total};
+  if (entries > 0xFFFFFFFFull) return status{errc::constraint, "transfer beyond MDTS", total};
+  length = total;
+  return static_cast<std::uint32_t>(entries);
+}
+
+// A window [offset, offset+length) of the list; `length` may be `all`
+// (resolved to the rest of the data on return).
+inline result<std::uint32_t> scan_window(const prp_config& cfg, std::span<const dma_segment> data,
+                                         std::uint64_t offset, std::uint64_t& length) noexcept {
+  auto tot = total_length(data);
   if (!tot) return tot.error();
   const std::uint64_t total = *tot;
   if (offset >= total) return status{errc::out_of_range, "transfer offset beyond the data", offset};
-  if (length == prp_detail::all) length = total - offset;
+  if (length == all) length = total - offset;
   if (length == 0) return status{errc::invalid_argument, "zero-length transfer"};
   if (length > total - offset) return status{errc::out_of_range, "transfer longer than the data", length};
   if (cfg.max_transfer != 0 && length > cfg.max_transfer)
@@ -146,7 +175,7 @@ inline result<std::uint32_t> prp_check(const prp_config& cfg, std::span<const dm
   bool first = true;
   for (const dma_segment& s : data) {
     std::uint64_t a = 0, l = 0;
-    const bool in = prp_detail::clip(s, seg_off, offset, win_hi, a, l);
+    const bool in = clip(s, seg_off, offset, win_hi, a, l);
     seg_off += s.len;
     if (!in) {
       if (seg_off >= win_hi) break;
@@ -160,14 +189,36 @@ inline result<std::uint32_t> prp_check(const prp_config& cfg, std::span<const dm
     const std::uint64_t end = a + l;  // representable: checked in total_length
     const bool last = seg_off >= win_hi;
     if (!last && (end & mask) != 0)
-      return status{errc::constraint, "data before the last PRP entry does not end on a memory page",
-                    end};
+      return status{errc::constraint, "data before the last PRP entry does not end on a memory page", end};
     entries += ((end - 1) >> shift) - (a >> shift) + 1;
     first = false;
     if (last) break;
   }
   if (entries > 0xFFFFFFFFull) return status{errc::constraint, "transfer beyond MDTS", length};
   return static_cast<std::uint32_t>(entries);
+}
+
+inline result<std::uint32_t> scan(const prp_config& cfg, std::span<const dma_segment> data,
+                                  std::uint64_t offset, std::uint64_t& length) noexcept {
+  DKQ_TRY(cfg.validate());
+  if (offset == 0 && length == all) return scan_whole(cfg, data, length);
+  return scan_window(cfg, data, offset, length);
+}
+
+}  // namespace prp_detail
+
+// Can PRPs describe transfer bytes [offset, offset+length) of `data`?
+// Returns the number of PRP entries (memory pages touched) or why not:
+//   invalid_argument  empty list, zero-length segment, zero-length transfer
+//   out_of_range      wrap, or offset/length beyond the data
+//   constraint        "transfer beyond MDTS" (detail = bytes),
+//                     "PRP1 not dword aligned" (detail = address),
+//                     "PRP entry after the first does not start a memory page" (detail = address),
+//                     "data before the last PRP entry does not end on a memory page" (detail = address)
+inline result<std::uint32_t> prp_check(const prp_config& cfg, std::span<const dma_segment> data,
+                                       std::uint64_t offset = 0,
+                                       std::uint64_t length = prp_detail::all) noexcept {
+  return prp_detail::scan(cfg, data, offset, length);
 }
 
 // Build PRP1/PRP2 (and PRP lists in `list_pages`) for transfer bytes
@@ -189,10 +240,9 @@ inline result<std::uint32_t> prp_check(const prp_config& cfg, std::span<const dm
 inline result<prp_result> build_prp(const prp_config& cfg, std::span<const dma_segment> data,
                                     std::span<const dma_region> list_pages, std::uint64_t offset = 0,
                                     std::uint64_t length = prp_detail::all) noexcept {
-  auto n = prp_check(cfg, data, offset, length);
+  auto n = prp_detail::scan(cfg, data, offset, length);  // resolves length
   if (!n) return n.error();
   const std::uint32_t entries = *n;
-  if (length == prp_detail::all) length = *prp_detail::total_length(data) - offset;
 
   const std::uint64_t ps = cfg.page_size;
   const std::uint64_t mask = ps - 1;
@@ -267,9 +317,23 @@ inline result<prp_result> build_prp(const prp_config& cfg, std::span<const dma_s
       slots = next_slots;
       continue;
     }
-    *slot++ = next_entry();
-    --slots;
-    --remaining;
+    // Fill a run of page addresses in one tight loop: as many as the current
+    // piece has pages and the region has slots before its chain slot.
+    if (cur >= cur_end) {
+      *slot++ = next_entry();  // opens the next piece (its first page)
+      --slots;
+      --remaining;
+      continue;
+    }
+    std::uint64_t run = remaining <= slots ? remaining : slots - 1;
+    const std::uint64_t pages_left = (cur_end - cur + mask) >> log2_floor(cfg.page_size);
+    if (run > pages_left) run = pages_left;
+    const std::uint64_t first_page = cur;
+    for (std::uint64_t k = 0; k < run; ++k) slot[k] = first_page + k * ps;
+    slot += run;
+    slots -= run;
+    remaining -= static_cast<std::uint32_t>(run);
+    cur = first_page + run * ps;
   }
   return r;
 }
