@@ -147,6 +147,21 @@ TEST_F(SqFixture, ReserveFillCommitRingsOnceAndWraps) {
   EXPECT_EQ(reg.value.load(), 4u);
 }
 
+TEST_F(SqFixture, PostCancelsAnOpenReservation) {
+  ASSERT_TRUE(sq.init(mem.region(), 8, {&reg}, ring_policy::batched).ok());
+  auto r = sq.reserve(3);
+  ASSERT_EQ(r.size(), 3u);
+  sqe e = make(6);
+  ASSERT_TRUE(sq.post(&e).ok());  // takes the slot the reservation started at
+  EXPECT_EQ(sq.commit(3).code(), errc::invalid_argument);
+  EXPECT_EQ(sq.tail(), 1u);
+  sq.reserve(2);
+  ASSERT_NE(sq.next_entry(), nullptr);
+  ASSERT_TRUE(sq.post_in_place().ok());
+  EXPECT_EQ(sq.commit(1).code(), errc::invalid_argument);
+  EXPECT_EQ(sq.tail(), 2u);
+}
+
 TEST_F(SqFixture, InPlacePost) {
   ASSERT_TRUE(sq.init(mem.region(), 4, {&reg}, ring_policy::immediate).ok());
   void* p = sq.next_entry();

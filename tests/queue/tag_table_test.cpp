@@ -77,6 +77,17 @@ TEST(TagTable, StaleCompletionOfAnEarlierOccupantIsReported) {
   EXPECT_EQ(*ok, 2u);
 }
 
+TEST(TagTable, CompletionForANeverUsedSlotIsStale) {
+  table t;
+  ASSERT_TRUE(t.init(16u).ok());
+  for (std::uint16_t cid : {std::uint16_t{3}, std::uint16_t{0x0f03}, std::uint16_t{0xfff3}}) {
+    auto r = t.complete(cid);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code(), errc::stale) << cid;
+  }
+  EXPECT_EQ(t.counters().duplicate, 0u);
+}
+
 TEST(TagTable, OutOfRangeIdentifierIsAProtocolError) {
   table t;
   ASSERT_TRUE(t.init(10u).ok());  // index bits 4: indices 10..15 are outside

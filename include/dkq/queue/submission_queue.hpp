@@ -151,6 +151,7 @@ class submission_queue {
   }
   DKQ_ALWAYS_INLINE status post_in_place() noexcept {
     if (DKQ_UNLIKELY(free_slots() == 0)) return {errc::no_space, "submission queue is full"};
+    reserved_ = 0;  // a single post cancels an open reservation (its slots moved)
     advance(1);
     after_post();
     return ok_status;
@@ -161,6 +162,7 @@ class submission_queue {
   DKQ_ALWAYS_INLINE status post(const void* entry) noexcept {
     if (DKQ_UNLIKELY(free_slots() == 0)) return {errc::no_space, "submission queue is full"};
     std::memcpy(slot(tail_), entry, EntrySize);
+    reserved_ = 0;
     advance(1);
     after_post();
     return ok_status;
@@ -168,7 +170,8 @@ class submission_queue {
 
   // Bulk: reserve exactly n slots (or none: an empty reservation), fill them
   // in place, then commit(k), k <= n, to post the first k. A new reserve
-  // replaces an uncommitted one. commit() is an end of batch and rings; pass
+  // replaces an uncommitted one; post() cancels it (commit then fails rather
+  // than publishing slots that were never filled). commit() is an end of batch and rings; pass
   // end_of_batch = false to keep batching across several reservations (the
   // policy and the lap guard still apply).
   reservation reserve(std::uint32_t n) noexcept {

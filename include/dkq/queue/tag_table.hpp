@@ -78,6 +78,7 @@ class tag_table {
     std::uint16_t next_free;  // free-list link
     tag_state state;
     bool late_seen;           // a completion arrived after the timeout
+    bool used;                // has had an occupant (a never-used slot cannot see a duplicate)
   };
 
   tag_table() noexcept = default;
@@ -127,6 +128,7 @@ class tag_table {
     s.deadline = deadline;
     s.state = tag_state::in_flight;
     s.late_seen = false;
+    s.used = true;
     ++busy_;
     ++counters_.acquired;
     cid = make_cid(idx, s.gen);
@@ -311,7 +313,7 @@ class tag_table {
     }
     // A free slot's gen is the *next* occupant's; the command that just left
     // carried the previous value (one or two back if 0xFFFF was skipped).
-    if (s.state == tag_state::free && gen != s.gen) {
+    if (s.state == tag_state::free && s.used && gen != s.gen) {
       std::uint16_t prev = static_cast<std::uint16_t>((s.gen - 1) & gen_mask_);
       if (make_cid(static_cast<std::uint16_t>(&s - slots_), prev) == 0xffff)
         prev = static_cast<std::uint16_t>((prev - 1) & gen_mask_);
