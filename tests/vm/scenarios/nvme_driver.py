@@ -25,7 +25,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dkqvm import NVME_MODULES, Cpio, Scenario, log, main_guard  # noqa: E402
+from dkqvm import NVME_MODULES, Scenario, log, main_guard  # noqa: E402
 
 MASK = (1 << 64) - 1
 
@@ -59,29 +59,18 @@ def background(tag):
     return fill
 
 
-class NvmeScenario(Scenario):
-    """Adds Linux's nvme modules to the initramfs *without* loading them at
-    boot (the harness loads extra_modules before it binds vfio-pci, and nvme
-    would take the controllers first). A second newc archive appended to the
-    first is merged by the kernel's initramfs unpacker."""
-
-    def _build_initramfs(self, kernel, busybox, path):
-        super()._build_initramfs(kernel, busybox, path)
-        c = Cpio()
-        c.dir("lib/modules/extra")
-        for m in NVME_MODULES:
-            with open(kernel.module(m), "rb") as f:
-                c.file(f"lib/modules/extra/{m}.ko", f.read(), 0o644)
-        extra = path + ".extra"
-        c.write(extra)
-        with open(path, "ab") as out, open(extra, "rb") as f:
-            out.write(f.read())
-        os.unlink(extra)
+def interop_scenario(name):
+    """A scenario that also ships Linux's nvme modules, not loaded at boot
+    (loading them before the harness binds vfio-pci would let nvme take the
+    controllers first); nvme_handback.sh loads them when it is time."""
+    s = Scenario.from_args(name)
+    s.packed_modules = list(NVME_MODULES)
+    s.memory_mib = 768
+    return s
 
 
 def main():
-    base = Scenario.from_args("nvme_driver")
-    s = NvmeScenario(base.name, base.work, base.programs, timeout=base.timeout)
+    s = Scenario.from_args("nvme_driver")
     s.memory_mib = 768
 
     ns1 = s.disk("nvme0n1", mib=16, fill=background(b"nvme0n1"))
