@@ -73,6 +73,13 @@ template <class T>
 DKQ_ALWAYS_INLINE void copy_in(T* slots, std::uint32_t mask, std::uint32_t idx, const T* src,
                                std::uint32_t n) noexcept {
   idx &= mask;
+  // A single element is one store. Without this the wrap split below turns
+  // try_push on the MP/MC rings into a variable-length copy: the compiler
+  // cannot prove `mask + 1 - idx >= 1` (mask + 1 could wrap to 0).
+  if (n == 1) {
+    slots[idx] = *src;
+    return;
+  }
   const std::uint32_t to_end = mask + 1 - idx;
   const std::uint32_t first = n <= to_end ? n : to_end;
   copy_run(slots + idx, src, first);
@@ -83,6 +90,10 @@ template <class T>
 DKQ_ALWAYS_INLINE void copy_out(const T* slots, std::uint32_t mask, std::uint32_t idx, T* dst,
                                 std::uint32_t n) noexcept {
   idx &= mask;
+  if (n == 1) {  // see copy_in
+    *dst = slots[idx];
+    return;
+  }
   const std::uint32_t to_end = mask + 1 - idx;
   const std::uint32_t first = n <= to_end ? n : to_end;
   copy_run(dst, slots + idx, first);
