@@ -129,6 +129,11 @@ int main(int argc, char** argv) {
   VM_CHECK(dev.map_bar(2).error().code() == errc::invalid_argument);
   VM_CHECK(dev.map_bar(5).error().code() == errc::invalid_argument);
 
+  // No FLR on this model and it sits on the root bus (no bus reset): the
+  // backend must say so rather than pretend.
+  vmcheck::note("function reset: %s", dev.can_reset() ? "available" : "none");
+  if (!dev.can_reset()) VM_CHECK(dev.reset().code() == errc::not_supported);
+
   auto bar = dev.map_bar(1);
   if (!VM_CHECK_OK(bar)) return vmcheck::finish("megasas_probe");
   const dkq::mmio_window regs = *bar;
