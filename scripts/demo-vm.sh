@@ -21,6 +21,14 @@ section_nvme() {
     --prog dkq_nvme="$BUILD/tests/vm/vm_dkq_nvme"
 }
 
+# ---- MegaRAID SAS: dkq-scsi list, verify (both logical drives at once), sync ----
+section_scsi() {
+  echo "=== MegaRAID SAS example driver (examples/scsi, docs/scsi.md) against QEMU's megasas-gen2 ==="
+  cmake --build "$BUILD" --target vm_dkq_scsi -j"$(nproc)"
+  python3 tests/vm/scenarios/megasas_demo.py --work-dir "$BUILD/demo/scsi" --timeout 240 \
+    --prog dkq_scsi="$BUILD/tests/vm/vm_dkq_scsi"
+}
+
 # ---- further sections (e.g. the MegaRAID SAS driver) go here as section_<name> ----
 
 sections=("$@")

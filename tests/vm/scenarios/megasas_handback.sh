@@ -1,11 +1,12 @@
 #!/bin/sh
 # Guest step of the MegaRAID interoperability check: load Linux's own
-# megaraid_sas (modules packed by megasas_driver.py, load order from
-# VM-NOTES.md) and give it controller $1, which dkq-scsi drove through
+# megaraid_sas (modules packed by megasas_driver.py; sd_mod needs t10-pi,
+# whose chain is the one VM-NOTES.md gives for nvme) and give it controller $1, which dkq-scsi drove through
 # vfio-pci until now. Then name each logical drive's block device by target:
 # /dev/mrt<T> -> /dev/sdX (megaraid_sas puts LDs on channel 2: H:2:T:0).
 bdf=$1
-for m in scsi_common scsi_mod sd_mod megaraid_sas; do
+for m in crct10dif_common crct10dif_generic crc-t10dif crc64 crc64_rocksoft_generic crc64-rocksoft t10-pi \
+         scsi_common scsi_mod sd_mod megaraid_sas; do
   insmod /lib/modules/extra/$m.ko || { echo "insmod $m failed"; exit 1; }
 done
 echo > /sys/bus/pci/devices/$bdf/driver_override
