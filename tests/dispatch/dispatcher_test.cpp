@@ -118,6 +118,32 @@ TEST(Dispatcher, InterruptDrainsEveryBoundQueueUntilEmpty) {
   EXPECT_EQ(d.on_interrupt(99), 0u);  // out of range: ignored
 }
 
+// A queue that never runs dry (a device that keeps posting, or lies).
+struct endless_queue {
+  std::uint32_t drains = 0;
+  std::uint32_t drain(std::uint32_t budget) noexcept {
+    ++drains;
+    return budget;
+  }
+};
+
+TEST(Dispatcher, PassLimitBoundsAQueueThatNeverRunsDry) {
+  dispatcher d;
+  d.set_budget(4);
+  d.set_max_passes(3);
+  endless_queue e;
+  queue_under_test b(16, 0x300000);
+  ASSERT_TRUE(d.bind(0, completion_target::of(e)).ok());
+  ASSERT_TRUE(d.bind(0, completion_target::of(b)).ok());
+  b.submit(2);
+  b.flush();
+  b.dev.step();
+  EXPECT_EQ(d.on_interrupt(0), 3u * 4u + 2u);
+  EXPECT_EQ(e.drains, 3u);
+  EXPECT_EQ(b.done.size(), 2u);  // the neighbour on the vector still ran
+  EXPECT_EQ(d.counters(0).pass_limit_hits, 1u);
+}
+
 TEST(Dispatcher, PolledModeOneBudgetPerPass) {
   dispatcher d;
   d.set_budget(4);

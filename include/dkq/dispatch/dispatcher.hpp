@@ -96,6 +96,7 @@ struct vector_counters {
   std::uint64_t polls = 0;          // poll passes
   std::uint64_t completions = 0;    // entries drained on this vector
   std::uint64_t waits = 0;          // times the dispatcher blocked
+  std::uint64_t pass_limit_hits = 0;  // drains cut short by set_max_passes()
 };
 
 template <std::uint16_t MaxVectors, std::uint16_t MaxQueues>
@@ -114,6 +115,13 @@ class interrupt_dispatcher {
   // Per-pass drain budget (bounds the time one queue holds the vector).
   void set_budget(std::uint32_t budget) noexcept { budget_ = budget == 0 ? 1 : budget; }
   constexpr std::uint32_t budget() const noexcept { return budget_; }
+
+  // Most full-budget passes per queue per interrupt (0: until empty, the
+  // default). A device that keeps posting - or lies, rewriting valid-looking
+  // entries ahead of the head - cannot then hold the interrupt thread forever;
+  // what is left is picked up by the next poll or interrupt and the cut is
+  // counted in pass_limit_hits.
+  void set_max_passes(std::uint32_t passes) noexcept { max_passes_ = passes; }
 
   // Bind a queue to a vector. Returns the queue's handle. A queue object may be
   // bound only once (to one vector).
@@ -158,9 +166,14 @@ class interrupt_dispatcher {
     for (std::uint16_t q = first_[vector]; q != no_queue; q = queues_[q].next) {
       const completion_target& t = queues_[q].target;
       std::uint32_t got;
+      std::uint32_t passes = 0;
       do {
         got = t.drain(t.object, budget_);
         total += got;
+        if (DKQ_UNLIKELY(++passes == max_passes_) && got == budget_) {
+          ++c.pass_limit_hits;
+          break;
+        }
       } while (got == budget_);
     }
     if (total == 0) ++c.spurious;
@@ -252,6 +265,7 @@ class interrupt_dispatcher {
   std::uint16_t first_[MaxVectors];
   std::uint16_t count_ = 0;
   std::uint32_t budget_ = 64;
+  std::uint32_t max_passes_ = 0;
   vector_counters counters_[MaxVectors]{};
 };
 
