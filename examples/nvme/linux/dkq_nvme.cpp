@@ -197,15 +197,18 @@ struct session {
   std::vector<std::unique_ptr<queue_t>> queues;
   bool trace_expect = false;
 
-  ~session() { close(); }
+  ~session() { (void)close(); }
 
-  void close() {
-    if (!ctrl) return;
+  // Deletes the I/O queues and shuts the controller down; false if the
+  // shutdown did not complete.
+  bool close() {
+    if (!ctrl) return true;
     std::vector<std::pair<unsigned, std::uint64_t>> io_db;
     for (auto& q : queues) io_db.push_back({q->qid(), q->sq_mmio_writes()});
     for (auto& q : queues) (void)ctrl->delete_io_queue(*q);
     status s = ctrl->shutdown();
     if (!s.ok()) std::fprintf(stderr, "dkq-nvme: shutdown: %s\n", s.message());
+    const bool clean = s.ok();
     if (trace_expect) {
       // Declarations for the VM harness: the device must have seen exactly
       // these register writes (tests/vm/dkqvm.py check_trace_expectations).
@@ -218,6 +221,7 @@ struct session {
     std::fflush(stdout);
     queues.clear();
     ctrl.reset();
+    return clean;
   }
 };
 
@@ -862,7 +866,9 @@ int main(int argc, char** argv) {
   else if (a.cmd == "verify") rc = cmd_verify(s, a);
   else if (a.cmd == "perf") rc = cmd_perf(s, a);
   else rc = cmd_simple(s, a);
-  s.close();
-  if (g_stop) std::fprintf(stderr, "dkq-nvme: stopped by a signal; controller shut down cleanly\n");
+  const bool clean = s.close();
+  if (g_stop)
+    std::fprintf(stderr, "dkq-nvme: stopped by a signal; controller %s\n",
+                 clean ? "shut down cleanly" : "shutdown did NOT complete");
   return rc;
 }

@@ -114,6 +114,8 @@ def main():
     s.run("dkq_nvme", *perf, "--irq", label="perf_irq", timeout=90)
     s.run("dkq_nvme", "verify", nvme1.bdf, "--ns", 1, "--lba", 1024, "--blocks", 2048, "--seed", 13,
           "--reread-on-error", te, label="fault_verify")
+    s.run("nvme_sigterm", n0, "--ns", 2, "--qd", 32, "--irq", label="sigterm")
+    dkq_runs = sum(1 for run in s.runs if run[1] in ("dkq_nvme", "nvme_sigterm"))
     # The injected EIO: QEMU traces the failed command's status with
     # pci_nvme_err_req_status. That is the device reporting a media error we
     # asked for, not a protocol error; exactly one read fails.
@@ -172,6 +174,11 @@ def main():
     want = bytearray(flt.fill(0, flt.size))
     want[1024 * 512:(1024 + 2048) * 512] = pattern(13, 1024 * 512, 2048 * 512)
     r.check(got == bytes(want), "nvme1n1 (fault disk): image differs from the expected bytes")
+
+    # Orderly shutdown: every dkq-nvme run, the one stopped by SIGTERM too,
+    # set CC.SHN exactly once.
+    r.check(r.trace.count("pci_nvme_mmio_shutdown_set") == dkq_runs,
+            f"CC.SHN set {r.trace.count('pci_nvme_mmio_shutdown_set')} times for {dkq_runs} dkq-nvme runs")
 
     # Flushes: each dkq-nvme run declared the Flush commands the controller
     # completed (@@DKQ-EXPECT-TRACE pci_nvme_flush_ns); finish() compares the sum.
