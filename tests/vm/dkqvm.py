@@ -393,6 +393,7 @@ class Scenario:
         self.trace_patterns = list(DEFAULT_TRACE)
         self.extra_modules = []   # loaded (in this order) before devices are bound
         self.packed_modules = []  # shipped in /lib/modules/<name>.ko but not loaded
+        self.extra_binds = []     # further BDFs (not scenario devices) to bind to vfio-pci
         self.kernel_args = []
         os.makedirs(self.work, exist_ok=True)
 
@@ -482,7 +483,7 @@ class Scenario:
                                                 args=" ".join(shell_quote(a) for a in args))
                         for label, prog, args, t in self.runs)
         init = INIT_TEMPLATE.format(modules=" ".join(modules),
-                                    bind=" ".join(d.bdf for d in self.devices if d.bind),
+                                    bind=" ".join([d.bdf for d in self.devices if d.bind] + self.extra_binds),
                                     programs=progs)
         c.file("init", init.encode())
         c.write(path)

@@ -1,9 +1,12 @@
 // Guest program: the VFIO backend's user-facing errors against a real kernel.
 //
-//   vfio_errors <unbound-bdf> <bound-bdf> <missing-bdf>
+//   vfio_errors <unbound-bdf> <bound-bdf> <missing-bdf> <non-viable-bdf> <host-owned-bdf>
 //
 //   - a device no driver owns: "not bound to vfio-pci" plus the exact commands;
 //   - an address with no device: says so;
+//   - a device bound to vfio-pci whose IOMMU group also holds a device a host
+//     driver owns: "group not viable", naming that device, its driver and the
+//     command that fixes it;
 //   - RLIMIT_MEMLOCK too low: the process gives up CAP_IPC_LOCK (root would
 //     otherwise bypass the limit), sets a 64 KiB limit, and a 1 MiB DMA
 //     allocation must fail with no_memory and a text that says how to raise it,
@@ -35,8 +38,8 @@ bool drop_ipc_lock() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    std::printf("usage: vfio_errors <unbound-bdf> <bound-bdf> <missing-bdf>\n");
+  if (argc != 6) {
+    std::printf("usage: vfio_errors <unbound-bdf> <bound-bdf> <missing-bdf> <non-viable-bdf> <host-owned-bdf>\n");
     return 2;
   }
   std::string why;
@@ -54,6 +57,18 @@ int main(int argc, char** argv) {
   VM_CHECK(!missing.ok());
   VM_CHECK_MSG(contains(why, "no PCI device"), why);
   vmcheck::note("missing device: %s", why.c_str());
+
+  auto nonviable = vfio::device::open(argv[4], {}, &why);
+  VM_CHECK(!nonviable.ok());
+  if (!nonviable.ok()) {
+    VM_CHECK_MSG(nonviable.error().code() == errc::busy, vmcheck::describe(nonviable.error()));
+    VM_CHECK_MSG(contains(why, "is not viable"), why);
+    const std::string other = std::string(argv[5]);
+    VM_CHECK_MSG(contains(why, (other + " [").c_str()), why);
+    VM_CHECK_MSG(contains(why, "driver: ahci"), why);
+    VM_CHECK_MSG(contains(why, ("dkq-pci bind " + other).c_str()), why);
+    vmcheck::note("non-viable group: %s\n%s", nonviable.error().message(), why.c_str());
+  }
 
   VM_CHECK_MSG(drop_ipc_lock(), "capset failed");
   rlimit rl{64 * 1024, 64 * 1024};

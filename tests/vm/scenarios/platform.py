@@ -13,7 +13,10 @@ Programs, in order:
   megasas_probe x3      I/O BAR 0 refused, firmware state via BAR 1, MFI INIT
                         and CTRL_GET_INFO completing via MSI-X / MSI / INTx
   numa_probe[_libnuma]  DMA pages land on the requested node (both nodes)
-  vfio_errors           not-bound, no-device and RLIMIT_MEMLOCK messages
+  vfio_errors           not-bound, no-device, group-not-viable and
+                        RLIMIT_MEMLOCK messages (the q35 SMBus function is
+                        bound to vfio-pci while Linux's ahci owns the SATA
+                        function in the same IOMMU group)
   dkq_pci bind/unbind   nvme1 to vfio-pci and back
 Host side: every program exits 0; QEMU's trace holds exactly the doorbell
 writes, frame posts and MSI-X messages the programs declared; no protocol
@@ -41,6 +44,11 @@ def pattern(tag):
 def main():
     s = Scenario.from_args("platform")
     s.numa_nodes = 2
+    # A group that is not viable: q35's ICH9 functions 1f.0/1f.2/1f.3 share one
+    # IOMMU group; ahci takes the SATA function, vfio-pci the SMBus function.
+    s.extra_modules = ["scsi_common", "scsi_mod", "libata", "libahci", "ahci"]
+    smbus, sata = "0000:00:1f.3", "0000:00:1f.2"
+    s.extra_binds = [smbus]
     ns0 = s.disk("nvme0n1", mib=16, fill=pattern(b"nvme0n1"))
     nvme0 = s.nvme("nvme0", slot=4, namespaces=[ns0], serial="dkq-nvme0")
     mr0d0 = s.disk("mr0d0", mib=8, fill=pattern(b"mr0d0"))
@@ -57,7 +65,7 @@ def main():
     s.run("numa_probe", nvme0.bdf)
     if "numa_probe_libnuma" in s.programs:
         s.run("numa_probe_libnuma", nvme0.bdf)
-    s.run("vfio_errors", nvme1.bdf, nvme0.bdf, "0000:00:1e.0")
+    s.run("vfio_errors", nvme1.bdf, nvme0.bdf, "0000:00:1e.0", smbus, sata)
     s.run("dkq_pci", "bind", nvme1.bdf, label="dkq_pci_bind")
     s.run("dkq_pci", "list", label="dkq_pci_list_bound")
     s.run("dkq_pci", "unbind", nvme1.bdf, label="dkq_pci_unbind")
