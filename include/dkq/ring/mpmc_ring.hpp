@@ -164,10 +164,17 @@ class basic_ring {
   template <ring_sync Sync>
   DKQ_ALWAYS_INLINE void publish(headtail& own, std::uint32_t old_head, std::uint32_t k) noexcept {
     if constexpr (Sync == ring_sync::multi) {
-      for (std::uint32_t spins = 0; own.tail.load(std::memory_order_acquire) != old_head; ++spins)
-        wait_(spins);
+      // Usually no earlier claimer is still copying; the waiting loop (which
+      // may call sched_yield) lives out of line so the fast path does not
+      // spill registers around a call it never makes.
+      if (DKQ_UNLIKELY(own.tail.load(std::memory_order_acquire) != old_head))
+        wait_for_tail(own, old_head);
     }
     own.tail.store(old_head + k, std::memory_order_release);
+  }
+  DKQ_NOINLINE void wait_for_tail(headtail& own, std::uint32_t old_head) noexcept {
+    for (std::uint32_t spins = 0; own.tail.load(std::memory_order_acquire) != old_head; ++spins)
+      wait_(spins);
   }
 
   template <bool Fixed>
