@@ -490,6 +490,8 @@ int cmd_verify(session& s, const args& a) {
     bufs.push_back(s.buffer(bs, a.force32));
   }
   std::vector<std::size_t> job_of(qd);
+  std::vector<std::uint32_t> free_now;
+  free_now.reserve(qd);
   const std::uint64_t t0 = now_ns();
   std::uint64_t mismatches = 0, errors = 0;
   for (int pass = 0; pass < 2; ++pass) {
@@ -497,8 +499,9 @@ int cmd_verify(session& s, const args& a) {
     std::size_t next = 0, done = 0;
     for (std::uint32_t i = 0; i < qd; ++i) ready.push_back(i);
     while (done < jobs.size() && !g_stop) {
-      // Everything that came back: check (reads), then reuse the slot.
-      std::vector<std::uint32_t> free_now;
+      // Everything that came back: check (reads), then reuse the slot. Two
+      // vectors with reserved capacity are swapped: no allocation per loop.
+      free_now.clear();
       free_now.swap(ready);
       for (std::uint32_t i : free_now) {
         io_slot& sl = slots[i];
@@ -591,8 +594,11 @@ int cmd_perf(session& s, const args& a) {
   bool stopping = false;
   for (std::uint32_t i = 0; i < qd; ++i) ready.push_back(i);
   std::uint32_t outstanding = 0;
+  std::vector<std::uint32_t> free_now;
+  free_now.reserve(qd);
   while (!g_stop) {
-    std::vector<std::uint32_t> free_now;
+    // Two vectors with reserved capacity are swapped: no allocation per loop.
+    free_now.clear();
     free_now.swap(ready);
     const std::uint64_t now = now_ns();
     if (now >= end || (a.ios && issued >= a.ios)) stopping = true;
