@@ -138,11 +138,23 @@ void fuzz_prp(FuzzedDataProvider& in) {
   cfg.max_transfer = in.ConsumeBool() ? 0 : std::uint64_t{cfg.page_size} << in.ConsumeIntegralInRange<unsigned>(0, 10);
   const auto& pages = mem().prp_pages[p];
   std::vector<dma_region> lists;
-  if (in.ConsumeBool()) {
-    // A small first list region somewhere in the first page.
-    const std::size_t off = in.ConsumeIntegralInRange<std::size_t>(0, cfg.page_size / 8 - 1) * 8;
-    const std::size_t len = in.ConsumeIntegralInRange<std::size_t>(1, (cfg.page_size - off) / 8) * 8;
-    lists.push_back(*pages[0].slice(off, len));
+  switch (in.ConsumeIntegralInRange<int>(0, 2)) {
+    case 0: {
+      // A small first list region somewhere in the first page.
+      const std::size_t off = in.ConsumeIntegralInRange<std::size_t>(0, cfg.page_size / 8 - 1) * 8;
+      const std::size_t len = in.ConsumeIntegralInRange<std::size_t>(1, (cfg.page_size - off) / 8) * 8;
+      lists.push_back(*pages[0].slice(off, len));
+      break;
+    }
+    case 1: {
+      // A few slots at the very end of the page, so lists that exactly fill a
+      // region (the chain-or-data edge, libvfn PR #67) are common.
+      const std::size_t slots = in.ConsumeIntegralInRange<std::size_t>(1, 64);
+      lists.push_back(*pages[0].slice(cfg.page_size - 8 * slots, 8 * slots));
+      break;
+    }
+    default:
+      break;
   }
   const std::size_t npages = in.ConsumeIntegralInRange<std::size_t>(0, 5);
   for (std::size_t i = 1; i <= npages; ++i) lists.push_back(pages[i]);
