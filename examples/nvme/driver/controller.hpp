@@ -546,6 +546,7 @@ class controller {
     if ((cc & nvme::cc::en) == 0) return ok_status;
     cc = (cc & ~nvme::cc::shn_mask) | nvme::cc::shn_normal;
     regs_.write32(nvme::reg::cc, cc);
+    ++shn_writes_;
     const std::uint64_t deadline = plat_->now_ns() + std::uint64_t{timeout_ms} * 1000000u;
     status st{errc::timeout, "controller did not report shutdown complete (CSTS.SHST) in time"};
     for (;;) {
@@ -565,6 +566,8 @@ class controller {
     return st;
   }
   bool is_shut_down() const noexcept { return shut_down_; }
+  // CC.SHN writes made (0 or 1 per controller lifetime; for tests and traces).
+  std::uint32_t shutdown_notifications() const noexcept { return shn_writes_; }
 
  private:
   friend class io_queue<P>;
@@ -896,6 +899,7 @@ class controller {
   io_queue<P>* ios_[max_queues]{};
   std::uint32_t io_count_ = 0;
   std::uint32_t resets_ = 0;
+  std::uint32_t shn_writes_ = 0;
   bool ready_ = false;
   bool shut_down_ = false;
 };

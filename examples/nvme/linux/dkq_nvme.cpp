@@ -215,6 +215,7 @@ struct session {
       std::printf("@@DKQ-EXPECT-TRACE pci_nvme_mmio_doorbell_sq sqid=0 count=%" PRIu64 "\n",
                   ctrl->admin_sq_mmio_writes());
       std::printf("@@DKQ-EXPECT-TRACE pci_nvme_flush_ns count=%" PRIu64 "\n", g_flushes);
+      std::printf("@@DKQ-EXPECT-TRACE pci_nvme_mmio_shutdown_set count=%u\n", ctrl->shutdown_notifications());
       for (auto [qid, n] : io_db)
         std::printf("@@DKQ-EXPECT-TRACE pci_nvme_mmio_doorbell_sq sqid=%u count=%" PRIu64 "\n", qid, n);
     }
@@ -348,11 +349,15 @@ status transfer(session& s, queue_t& q, const drv::namespace_info& n, bool write
     if (q.poll(256, handler) == 0) {
       wait_for(s, q, 10);
       q.check_timeouts(handler);
-      if (q.needs_reset()) {
-        std::fprintf(stderr, "dkq-nvme: a command did not complete after an abort; resetting the controller\n");
+      status h = s.ctrl->health();
+      if (h.code() == errc::removed) return h;
+      if (q.needs_reset() || !h.ok()) {
+        // CSTS.CFS, or a command neither completed nor aborted: only a
+        // controller reset recovers; in-flight commands are re-posted.
+        std::fprintf(stderr, "dkq-nvme: %s; resetting the controller\n",
+                     h.ok() ? "a command did not complete after an abort" : h.message());
         DKQ_TRY(s.ctrl->reset_and_recover());
       }
-      DKQ_TRY(s.ctrl->health());
     }
   }
   done_blocks = next;

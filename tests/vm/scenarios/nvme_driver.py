@@ -91,6 +91,8 @@ def main():
     nvme1.qemu_args += ["-drive", f"file=blkdebug:{conf}:{flt.path},if=none,id={flt.name},format=raw,cache=writeback",
                         "-device", f"nvme-ns,drive={flt.name},bus=nvme1,nsid=1"]
 
+    # A third controller nobody binds: dkq-nvme must say how to bind it.
+    nvme2 = s.nvme("nvme2", slot=6, namespaces=[s.disk("nvme2n1", mib=1)], bind=False)
     n0 = nvme0.bdf
     te = "--trace-expect"
     # verify ranges: ns1 1500 KiB at LBA 104 (94 commands of <= 16 KiB), ns2
@@ -114,8 +116,11 @@ def main():
     s.run("dkq_nvme", *perf, "--irq", label="perf_irq", timeout=90)
     s.run("dkq_nvme", "verify", nvme1.bdf, "--ns", 1, "--lba", 1024, "--blocks", 2048, "--seed", 13,
           "--reread-on-error", te, label="fault_verify")
-    s.run("nvme_sigterm", n0, "--ns", 2, "--qd", 32, "--irq", label="sigterm")
-    dkq_runs = sum(1 for run in s.runs if run[1] in ("dkq_nvme", "nvme_sigterm"))
+    # Two threads, each with its own queue pair and MSI-X vector.
+    s.run("dkq_nvme", "perf", n0, "--ns", 2, "--bs", 4096, "--qd", 16, "--threads", 2, "--irq", "--time", 2,
+          "--json", te, label="perf_two_queues", timeout=60)
+    s.run("nvme_sigterm", n0, "--ns", 2, "--qd", 32, "--irq", te, label="sigterm")
+    s.run("nvme_errors", n0, nvme2.bdf, te, label="user_errors")
     # The injected EIO: QEMU traces the failed command's status with
     # pci_nvme_err_req_status. That is the device reporting a media error we
     # asked for, not a protocol error; exactly one read fails.
@@ -127,7 +132,7 @@ def main():
 
     # ---- batching and doorbells ---------------------------------------------------
     res = {}
-    for label in ("perf_batched", "perf_unbatched", "perf_shadow", "perf_irq"):
+    for label in ("perf_batched", "perf_unbatched", "perf_shadow", "perf_irq", "perf_two_queues"):
         pr = r.program(label)
         m = re.search(r"^\{.*\}$", pr.output if pr else "", re.M)
         if r.check(m is not None, f"{label}: no JSON report"):
@@ -147,6 +152,8 @@ def main():
                 f"shadow doorbells: {a['sq_doorbells_per_command']:.4f}/cmd, not fewer than unbatched "
                 f"register doorbells {b['sq_doorbells_per_command']:.4f}/cmd")
         r.check(r.trace.count("pci_nvme_dbbuf_config") == 1, "Doorbell Buffer Config issued other than once")
+
+    r.check(r.trace.count("pci_nvme_mmio_doorbell_sq", sqid="2") > 0, "perf_two_queues: I/O queue 2 never rung")
 
     # ---- fault case ---------------------------------------------------------------------
     fv = r.program("fault_verify")
@@ -175,10 +182,10 @@ def main():
     want[1024 * 512:(1024 + 2048) * 512] = pattern(13, 1024 * 512, 2048 * 512)
     r.check(got == bytes(want), "nvme1n1 (fault disk): image differs from the expected bytes")
 
-    # Orderly shutdown: every dkq-nvme run, the one stopped by SIGTERM too,
-    # set CC.SHN exactly once.
-    r.check(r.trace.count("pci_nvme_mmio_shutdown_set") == dkq_runs,
-            f"CC.SHN set {r.trace.count('pci_nvme_mmio_shutdown_set')} times for {dkq_runs} dkq-nvme runs")
+    # Orderly shutdown: every dkq-nvme run that brought a controller up (the
+    # one stopped by SIGTERM and the ones refusing bad arguments too) declared
+    # its CC.SHN write; finish() compares the sum with the trace.
+    log(f"CC.SHN writes seen by the devices: {r.trace.count('pci_nvme_mmio_shutdown_set')}")
 
     # Flushes: each dkq-nvme run declared the Flush commands the controller
     # completed (@@DKQ-EXPECT-TRACE pci_nvme_flush_ns); finish() compares the sum.
