@@ -68,10 +68,8 @@ struct sgl_descriptor {
 static_assert(sizeof(sgl_descriptor) == 16, "NVMe SGL descriptor is 16 bytes (Figure 112)");
 static_assert(offsetof(sgl_descriptor, length) == 8 && offsetof(sgl_descriptor, identifier) == 15);
 
-// PSDT (CDW0 bits 15:14).
-inline constexpr std::uint8_t psdt_prp = 0x0;
-inline constexpr std::uint8_t psdt_sgl_mptr_contig = 0x1;  // SGL data, MPTR = metadata address
-inline constexpr std::uint8_t psdt_sgl_mptr_sgl = 0x2;     // SGL data, MPTR = metadata SGL segment
+// A command carrying sgl1 sets PSDT (CDW0 bits 15:14) to 01b: nvme/spec.hpp
+// psdt::sgl_mptr_contig, with the SQE layout.
 
 // What the controller supports, from Identify Controller SGLS.
 struct sgl_caps {
