@@ -461,8 +461,9 @@ class controller {
     regs_.write32(mfi::reg::inbound_doorbell, mfi::idb::reset_flags);
     DKQ_TRY(to_ready());
     // Collect what was in flight, then free every tag: old contexts can no
-    // longer be delivered.
-    std::uint32_t reissue[max_slots_cap];
+    // longer be delivered. (reissue_ was sized at start: no allocation and no
+    // large stack array here - a dext's stack is small.)
+    std::uint32_t* reissue = reissue_;
     std::uint32_t nre = 0;
     tags_.cancel_all([&](std::uint16_t, const tag_ctx& t, bool timed_out) noexcept {
       slot_state& s = slots_[t.slot];
@@ -471,7 +472,7 @@ class controller {
       } else if (timed_out) {
         ++stats_.timeouts;
         finish_slot(t.slot, make_status_completion({errc::timeout, "command timed out; controller was reset"}));
-      } else if (opt_.reissue_after_reset && !s.internal && nre < max_slots_cap) {
+      } else if (opt_.reissue_after_reset && !s.internal && nre < slot_count_) {
         reissue[nre++] = t.slot;
       } else {
         ++stats_.failed_by_reset;
@@ -675,6 +676,8 @@ class controller {
 
     slots_ = new (std::nothrow) slot_state[total];
     if (slots_ == nullptr) return {errc::no_memory, "command slot table"};
+    reissue_ = new (std::nothrow) std::uint32_t[total];
+    if (reissue_ == nullptr) return {errc::no_memory, "reset bookkeeping"};
     slot_count_ = total;
     DKQ_TRY(tags_.init(total));
 
@@ -1198,6 +1201,8 @@ class controller {
     }
     delete[] slots_;
     slots_ = nullptr;
+    delete[] reissue_;
+    reissue_ = nullptr;
     slot_count_ = 0;
     plat_ = nullptr;
   }
@@ -1224,6 +1229,7 @@ class controller {
   interrupt_dispatcher<1, 1> dispatch_;
   waiter_t waiter_{};
   slot_state* slots_ = nullptr;
+  std::uint32_t* reissue_ = nullptr;
   std::uint32_t slot_count_ = 0;
   std::uint32_t io_in_flight_ = 0;
 
