@@ -719,3 +719,30 @@ def main_guard(fn):
     except HarnessError as e:
         print("FAIL (harness): " + str(e))
         sys.exit(1)
+
+
+def _cli(argv):
+    """Command line for people: fetch the kernel ahead of time, count trace events."""
+    ap = argparse.ArgumentParser(prog="dkqvm.py", description="dkq VM harness helpers")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("fetch-kernel", help="download and unpack the guest kernel into the cache")
+    c = sub.add_parser("count", help="count events in a QEMU trace file")
+    c.add_argument("trace")
+    c.add_argument("event", help="event name (regex, matched whole)")
+    c.add_argument("fields", nargs="*", metavar="FIELD=VALUE")
+    a = ap.parse_args(argv)
+    if a.cmd == "fetch-kernel":
+        k = ensure_kernel()
+        print(f"{k.version}: {k.boot_image}")
+        return 0
+    fields = dict(f.split("=", 1) for f in a.fields)
+    print(Trace(a.trace).count(a.event, **fields))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(_cli(sys.argv[1:]))
+    except HarnessError as e:
+        print("error: " + str(e))
+        sys.exit(1)

@@ -11,7 +11,8 @@
 //   - the classic container (/dev/vfio/vfio, type1v2) + group (/dev/vfio/<group>).
 // The cdev path is tried first when both exist; any failure there falls back
 // to the container path, whose errors are the ones reported (it is what every
-// kernel has). DKQ_VFIO_BACKEND=container|iommufd in the environment forces one.
+// kernel has). open_options::backend, or else DKQ_VFIO_BACKEND=container|iommufd
+// in the environment, forces one.
 //
 // DMA memory: anonymous pages (on the device's NUMA node when the machine has
 // more than one; numa.hpp), mapped at an IOVA this object chooses (iova_space.hpp). VFIO
@@ -170,8 +171,10 @@ class device {
       return status{errc::invalid_argument, "device is not bound to vfio-pci"};
     }
 
+    // The environment decides only when the program did not.
     iommu_backend want = opt.backend;
-    if (const char* env = std::getenv("DKQ_VFIO_BACKEND")) {
+    const char* env = want == iommu_backend::automatic ? std::getenv("DKQ_VFIO_BACKEND") : nullptr;
+    if (env) {
       std::string_view e = env;
       if (e == "container" || e == "legacy") want = iommu_backend::container;
       else if (e == "iommufd") want = iommu_backend::iommufd;
