@@ -249,6 +249,19 @@ TEST(QueuePair, StalePhaseEntryIsNeverConsumedAndResetRecoversEverything) {
   for (auto& [seq, count] : h.delivered) EXPECT_EQ(count, 1u);
 }
 
+TEST(QueuePair, InitChecksAndTagDefault) {
+  test_dma_buffer sq(64u * 65536), cq(16u * 65536);
+  fake_nvme_device dev(sq.region(), cq.region(), 65536);
+  qp_t qp;
+  EXPECT_EQ(qp.init(sq.region(), cq.region(), 1, dev.sq_doorbell(), dev.cq_doorbell()).code(), errc::invalid_argument);
+  EXPECT_EQ(qp.init(sq.region(), cq.region(), 8, dev.sq_doorbell(), dev.cq_doorbell(), ring_policy::batched, 8).code(),
+            errc::invalid_argument);  // more tags than the queue holds
+  ASSERT_TRUE(qp.init(sq.region(), cq.region(), 65536, dev.sq_doorbell(), dev.cq_doorbell()).ok());
+  EXPECT_EQ(qp.tags().capacity(), dkq::tag_table<std::uint32_t>::max_tags);
+  ASSERT_TRUE(qp.init(sq.region(), cq.region(), 64, dev.sq_doorbell(), dev.cq_doorbell()).ok());
+  EXPECT_EQ(qp.tags().capacity(), 63u);
+}
+
 TEST(QueuePair, ImpossibleSqHeadIsReported) {
   harness h(8);
   ASSERT_TRUE(h.submit(0));

@@ -58,11 +58,13 @@ class queue_pair {
 
   queue_pair() noexcept = default;
 
-  // tags == 0 means entries-1 (the most the queue can hold).
+  // tags == 0 means entries-1 (the most the queue can hold), capped at
+  // tag_table::max_tags (16384: the identifier keeps 2 generation bits).
   status init(dma_region sq_memory, dma_region cq_memory, std::uint32_t entries, SqDb sq_db, CqDb cq_db,
               ring_policy policy = ring_policy::batched, std::uint32_t tags = 0,
               std::uint32_t max_unrung = 0) noexcept {
-    if (tags == 0) tags = entries - 1;
+    if (tags == 0 && entries >= device_queue_min_entries)
+      tags = entries - 1 < tags_type::max_tags ? entries - 1 : tags_type::max_tags;
     if (entries < device_queue_min_entries || tags > entries - 1)
       return {errc::invalid_argument, "a queue pair needs at most size-1 tags", tags};
     DKQ_TRY(sq_.init(sq_memory, entries, sq_db, policy, max_unrung));
