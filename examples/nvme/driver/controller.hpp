@@ -113,8 +113,9 @@ class io_queue {
   bool interrupts() const noexcept { return irq_; }
   std::uint16_t vector() const noexcept { return vector_; }
   const qp_type& pair() const noexcept { return qp_; }
-  std::uint64_t sq_mmio_writes() const noexcept { return sq_db_mmio(); }
-  std::uint64_t cq_mmio_writes() const noexcept { return qp_.cq().counters().doorbell_writes == 0 ? 0 : cq_db_mmio(); }
+  // Register writes over the queue's life, across controller resets.
+  std::uint64_t sq_mmio_writes() const noexcept { return sq_mmio_base_ + sq_db_mmio(); }
+  std::uint64_t cq_mmio_writes() const noexcept { return cq_mmio_base_ + cq_db_mmio(); }
   std::uint64_t sq_doorbells() const noexcept { return qp_.sq().counters().doorbell_writes; }
   std::uint64_t commands_posted() const noexcept { return qp_.sq().counters().entries_posted; }
   std::uint64_t max_transfer() const noexcept { return prp_.max_transfer; }
@@ -292,6 +293,7 @@ class io_queue {
   nvme::dptr_policy dptr_{};
   std::uint64_t protocol_errors_ = 0;
   const char* last_proto_msg_ = "";
+  std::uint64_t sq_mmio_base_ = 0, cq_mmio_base_ = 0;
 };
 
 // ---------------------------------------------------------------------------
@@ -368,7 +370,9 @@ class controller {
   const char* shadow_reason() const noexcept { return shadow_reason_; }
   std::uint64_t max_transfer() const noexcept { return max_transfer_; }
   bool uses_sgl() const noexcept { return dptr_.caps.supported; }
-  std::uint64_t admin_sq_mmio_writes() const noexcept { return const_cast<admin_qp&>(admin_).sq().doorbell_ref().mmio_writes(); }
+  std::uint64_t admin_sq_mmio_writes() const noexcept {
+    return admin_mmio_base_ + const_cast<admin_qp&>(admin_).sq().doorbell_ref().mmio_writes();
+  }
   std::uint64_t async_events() const noexcept { return aer_count_; }
   const async_event& last_async_event() const noexcept { return last_aer_; }
   std::uint32_t resets() const noexcept { return resets_; }
@@ -651,6 +655,7 @@ class controller {
 
   status enable_controller() noexcept {
     DKQ_TRY(disable_controller());
+    admin_mmio_base_ += admin_.sq().doorbell_ref().mmio_writes();  // the queue is re-initialised below
     shut_down_ = false;
     nvme_doorbell sq_db{*mmio_doorbell::make(regs_, nvme::sq_tail_doorbell(0, cap_.dstrd))};
     nvme_doorbell cq_db{*mmio_doorbell::make(regs_, nvme::cq_head_doorbell(0, cap_.dstrd))};
@@ -839,6 +844,8 @@ class controller {
       cq_db.set_shadow(&shadow[cqw], &ei[cqw], is_qemu() ? db_mode::shadow_always : db_mode::shadow);
     }
     if (reinit) {
+      q.sq_mmio_base_ += q.sq_db_mmio();
+      q.cq_mmio_base_ += q.cq_db_mmio();
       // Keep the command slots; only the rings restart (reset() cleared them).
       return q.qp_.sq().init(q.sq_mem_, q.entries_, sq_db, q.policy_, q.max_unrung_).ok() &&
                      q.qp_.cq().init(q.cq_mem_, q.entries_, cq_db).ok()
@@ -889,6 +896,7 @@ class controller {
   admin_qp admin_;
   std::atomic_flag admin_lock_{};  // C++20: value-initialised clear
   std::uint32_t admin_seq_ = 0;
+  std::uint64_t admin_mmio_base_ = 0;
   std::uint64_t admin_protocol_errors_ = 0;
   std::uint32_t aers_out_ = 0;
   std::uint64_t aer_count_ = 0;

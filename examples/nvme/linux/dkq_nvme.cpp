@@ -8,6 +8,7 @@
 //   dkq-nvme zeroes   <bdf> --ns N --lba L --blocks C
 //   dkq-nvme trim     <bdf> --ns N --lba L --blocks C
 //   dkq-nvme verify   <bdf> --ns N --lba L --blocks C [--seed S] [--qd Q]
+//   dkq-nvme reset    <bdf> --ns N [--qd Q]      reset with reads in flight
 //   dkq-nvme perf     <bdf> --ns N [--bs B] [--qd Q] [--rw read|write|MIX%] [--seq]
 //                     [--threads T] [--irq] [--no-batch] [--time S | --ios N] [--json]
 // Common: --shadow auto|on|off, --no-sgl, --timeout-ms MS, --trace-expect
@@ -80,6 +81,7 @@ struct args {
                "       dkq-nvme zeroes <bdf> --ns N --lba L --blocks C\n"
                "       dkq-nvme trim   <bdf> --ns N --lba L --blocks C\n"
                "       dkq-nvme verify <bdf> --ns N --lba L --blocks C [--seed S] [--qd Q]\n"
+               "       dkq-nvme reset  <bdf> --ns N [--qd Q]   (controller reset with reads in flight)\n"
                "       dkq-nvme perf   <bdf> --ns N [--bs B] [--qd Q] [--rw read|write|PCT] [--seq]\n"
                "                       [--threads T] [--irq] [--no-batch] [--time S | --ios N] [--json]\n"
                "common: --shadow auto|on|off  --no-sgl  --timeout-ms MS  --trace-expect\n");
@@ -558,6 +560,55 @@ int cmd_simple(session& s, const args& a) {
   return 0;
 }
 
+// Controller reset with I/O in flight: half the commands rung (the device
+// may have run them; their completions die with the reset), half only
+// posted. reset_and_recover() re-posts every one on the re-created queue;
+// each must then complete exactly once, successfully, with the right data.
+int cmd_reset(session& s, const args& a) {
+  const drv::namespace_info* n = pick_ns(s, a.ns);
+  if (!n) return 1;
+  const std::uint32_t count = std::min<std::uint32_t>(a.qd, 64);
+  const std::uint64_t blocks = std::min<std::uint64_t>(n->nsze, count);
+  if (add_queues(s, 1, 128, false, true)) return 1;
+  queue_t& q = *s.queues[0];
+  dma_buf b;
+  if (alloc_buf(s, b, std::uint64_t{count} * n->block_size)) return 1;
+  std::memset(b.r.cpu, 0xa5, std::uint64_t{count} * n->block_size);
+  for (std::uint32_t i = 0; i < count; ++i) {
+    dma_segment seg{b.r.device + std::uint64_t{i} * n->block_size, n->block_size};
+    status st = q.read(n->nsid, i % blocks, 1, seg, i);
+    if (!st.ok()) return fail("reset: posting a read", st);
+    if (i + 1 == count / 2) q.ring();  // the first half reaches the device
+  }
+  std::printf("reset: %u reads in flight (%u rung, %u only posted); resetting the controller\n", q.in_flight(),
+              count / 2, count - count / 2);
+  status st = s.ctrl->reset_and_recover();
+  if (!st.ok()) return fail("controller reset", st);
+  std::vector<int> seen(count, 0);
+  std::uint32_t ok = 0, bad = 0;
+  const std::uint64_t deadline = s.plat->now_ns() + 10000000000ull;
+  while (q.in_flight() > 0 && s.plat->now_ns() < deadline && !g_stop) {
+    q.ring();
+    q.poll(256, [&](const drv::io_completion& c) {
+      if (c.user < count) ++seen[c.user];
+      (c.st.ok() ? ok : bad)++;
+    });
+  }
+  q.poll(256, [&](const drv::io_completion& c) {
+    if (c.user < count) ++seen[c.user];
+    (c.st.ok() ? ok : bad)++;
+  });
+  std::uint32_t once = 0;
+  for (int v : seen) once += v == 1;
+  const auto* p = b.r.cpu_at<std::uint8_t>();
+  bool filled = true;
+  for (std::uint32_t i = 0; i < count; ++i) filled &= p[std::uint64_t{i} * n->block_size] != 0xa5 || p[std::uint64_t{i} * n->block_size + 1] != 0xa5;
+  std::printf("reset: controller reset %u time(s); %u of %u reads completed exactly once (%u ok, %u failed), "
+              "buffers %s\n",
+              s.ctrl->resets(), once, count, ok, bad, filled ? "filled by the device" : "NOT all filled");
+  return once == count && bad == 0 && filled ? 0 : 1;
+}
+
 int cmd_verify(session& s, const args& a) {
   const drv::namespace_info* n = pick_ns(s, a.ns);
   if (!n) return 1;
@@ -854,7 +905,7 @@ int main(int argc, char** argv) {
   args a = parse(argc, argv);
   if (a.cmd == "list") return cmd_list();
   if (a.cmd != "identify" && a.cmd != "read" && a.cmd != "write" && a.cmd != "flush" && a.cmd != "verify" &&
-      a.cmd != "perf" && a.cmd != "zeroes" && a.cmd != "trim")
+      a.cmd != "perf" && a.cmd != "zeroes" && a.cmd != "trim" && a.cmd != "reset")
     usage(("unknown command " + a.cmd).c_str());
   // SIGINT/SIGTERM end loops; main then shuts the controller down (CC.SHN).
   struct sigaction sa {};
@@ -870,6 +921,7 @@ int main(int argc, char** argv) {
   else if (a.cmd == "write") rc = cmd_rw(s, a, true);
   else if (a.cmd == "verify") rc = cmd_verify(s, a);
   else if (a.cmd == "perf") rc = cmd_perf(s, a);
+  else if (a.cmd == "reset") rc = cmd_reset(s, a);
   else rc = cmd_simple(s, a);
   const bool clean = s.close();
   if (g_stop)

@@ -119,6 +119,7 @@ def main():
     # Two threads, each with its own queue pair and MSI-X vector.
     s.run("dkq_nvme", "perf", n0, "--ns", 2, "--bs", 4096, "--qd", 16, "--threads", 2, "--irq", "--time", 2,
           "--json", te, label="perf_two_queues", timeout=60)
+    s.run("dkq_nvme", "reset", n0, "--ns", 2, "--qd", 32, te, label="reset_in_flight")
     s.run("nvme_sigterm", n0, "--ns", 2, "--qd", 32, "--irq", te, label="sigterm")
     s.run("nvme_errors", n0, nvme2.bdf, te, label="user_errors")
     # The injected EIO: QEMU traces the failed command's status with
