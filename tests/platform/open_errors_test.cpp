@@ -107,3 +107,29 @@ TEST(Placement, FromDmaLayerConstraints) {
   c = dkq::dma_constraints{};
   EXPECT_EQ(vfio::placement_for(c, 4096)->limit, ~0ull);
 }
+
+// Where sysfs offers a vfio cdev and /dev/iommu exists, the iommufd path is
+// tried first; when it fails (here: the fake nodes are plain files, so the
+// bind ioctl fails) open falls back to the container path and reports that
+// path's error. Forcing iommufd reports the iommufd failure itself.
+TEST(OpenErrors, CdevPathFallsBackToContainer) {
+  fake_sysfs t;
+  t.add_device("0000:00:04.0", "0x1b36", "0x0010", "0x010802", "vfio-pci", 3);
+  std::filesystem::create_directories(t.sys() + "/bus/pci/devices/0000:00:04.0/vfio-dev/vfio3");
+  std::filesystem::create_directories(t.dev() + "/vfio/devices");
+  fake_sysfs::write(t.dev() + "/iommu", "");
+  fake_sysfs::write(t.dev() + "/vfio/devices/vfio3", "");
+  vfio::open_options o = opts(t);
+  o.backend = vfio::iommu_backend::automatic;
+  ::unsetenv("DKQ_VFIO_BACKEND");
+  std::string why;
+  auto d = vfio::device::open("0000:00:04.0", o, &why);
+  ASSERT_FALSE(d.ok());
+  EXPECT_STREQ(d.error().message(), "VFIO is not available (/dev/vfio/vfio cannot be opened)");
+  EXPECT_NE(why.find("modprobe vfio-pci"), std::string::npos) << why;
+
+  o.backend = vfio::iommu_backend::iommufd;
+  auto forced = vfio::device::open("0000:00:04.0", o, &why);
+  ASSERT_FALSE(forced.ok());
+  EXPECT_STREQ(forced.error().message(), "VFIO_DEVICE_BIND_IOMMUFD failed");
+}

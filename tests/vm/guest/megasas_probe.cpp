@@ -63,15 +63,19 @@ void post(const dkq::mmio_window& r, dkq::dev_addr frame) {
 // Waits for vector 0 and checks the reply queue entry `slot` holds `context`.
 bool await_reply(const dkq::mmio_window& regs, vfio::interrupts& irq, dkq::dma_region rq, dkq::dma_region idx,
                  std::uint32_t slot, std::uint32_t context) {
-  std::uint32_t fired[2];
-  auto n = irq.wait(fired, 5000);
-  if (!VM_CHECK_OK(n)) return false;
-  if (!VM_CHECK_MSG(*n == 1 && fired[0] == 0, "expected vector 0 within 5 s")) return false;
   if (irq.kind() == vfio::irq_kind::intx) {
-    // Level-triggered: VFIO masked the line when it fired. Clear the cause in
-    // the device first, then unmask, or the line fires again at once.
+    // Level-triggered, through the dispatcher's waiter: VFIO masked the line
+    // when it fired; the waiter unmasks it at the start of the next wait, after
+    // we have cleared the cause in the device (outbound doorbell clear) here.
+    // A waiter that did not re-arm would never see the second completion.
+    const std::uint32_t count = vfio::eventfd_waiter(irq, 5000).wait(0);
+    if (!VM_CHECK_MSG(count >= 1, "INTx did not fire within 5 s")) return false;
     regs.write32(mfi_odcr0, 1);
-    VM_CHECK_OK(irq.rearm(0));
+  } else {
+    std::uint32_t fired[2];
+    auto n = irq.wait(fired, 5000);
+    if (!VM_CHECK_OK(n)) return false;
+    if (!VM_CHECK_MSG(*n == 1 && fired[0] == 0, "expected vector 0 within 5 s")) return false;
   }
   const auto producer = get<std::uint32_t>(idx, 0);
   dkq::dma_rmb();
