@@ -14,7 +14,8 @@ if(EXISTS ${PROJECT_SOURCE_DIR}/examples/nvme/linux/kbench.cpp)
             --work-dir ${CMAKE_CURRENT_BINARY_DIR}/megasas_driver --timeout 420
             --prog dkq_scsi=$<TARGET_FILE:vm_dkq_scsi>
             --prog scsi_kbench=$<TARGET_FILE:vm_scsi_kbench>
-            --prog megasas_handback=${CMAKE_CURRENT_SOURCE_DIR}/scenarios/megasas_handback.sh)
+            --prog megasas_handback=${CMAKE_CURRENT_SOURCE_DIR}/scenarios/megasas_handback.sh
+            --prog dkq_pci=$<TARGET_FILE:vm_dkq_pci>)
   set_tests_properties(vm_megasas_driver PROPERTIES LABELS vm TIMEOUT 540 PROCESSORS 1
                        ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")
 endif()

@@ -7,6 +7,8 @@
 bdf=$1
 for m in crct10dif_common crct10dif_generic crc-t10dif crc64 crc64_rocksoft_generic crc64-rocksoft t10-pi \
          scsi_common scsi_mod sd_mod megaraid_sas; do
+  # Loaded by an earlier hand-back in the same boot: nothing to do.
+  [ -d /sys/module/$(echo $m | tr - _) ] && continue
   insmod /lib/modules/extra/$m.ko || { echo "insmod $m failed"; exit 1; }
 done
 echo > /sys/bus/pci/devices/$bdf/driver_override
@@ -24,6 +26,7 @@ while [ $i -lt 150 ]; do
   [ "$n" -ge "$want" ] && break
   sleep 0.1; i=$((i+1))
 done
+rm -f /dev/mrt*
 for b in /sys/bus/pci/devices/$bdf/host*/target*/*/block/*; do
   [ -e "$b" ] || continue
   hctl=$(basename "$(dirname "$(dirname "$b")")")
