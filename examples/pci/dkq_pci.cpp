@@ -10,6 +10,7 @@
 // rather than vfio-pci's new_id because new_id binds *every* device with that
 // vendor:device pair, including the disk the system boots from.
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -55,6 +56,9 @@ int bind(const vfio::sysfs& fs, const vfio::pci_address& a) {
     std::fprintf(stderr, "dkq-pci: %s", vfio::explain_no_iommu(a).c_str());
     return 1;
   }
+  // Load vfio-pci first when it is missing (the one step users forget).
+  if (!vfio::detail::path_exists(fs.root() + "/bus/pci/drivers/vfio-pci") && fs.root() == "/sys")
+    (void)std::system("modprobe vfio-pci");
   dkq::status s = fs.bind_vfio(a);
   if (!s) {
     std::fprintf(stderr, "dkq-pci: bind %s: %s\n", vfio::to_string(a).c_str(), s.message());

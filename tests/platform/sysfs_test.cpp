@@ -123,7 +123,14 @@ TEST(Sysfs, BindWritesOverrideUnbindAndProbe) {
   EXPECT_EQ(fake_sysfs::read(t.sys() + "/bus/pci/drivers/nvme/unbind"), "0000:00:04.0");
   EXPECT_EQ(fake_sysfs::read(t.sys() + "/bus/pci/drivers_probe"), "0000:00:04.0");
 
+  // Still owned by nvme in the fake tree: unbind must refuse to touch it.
+  EXPECT_EQ(fs.unbind_vfio(a).code(), errc::invalid_argument);
+  EXPECT_EQ(fake_sysfs::read(t.sys() + "/bus/pci/drivers/nvme/unbind"), "0000:00:04.0");  // only bind's write
+
+  t.add_device("0000:00:05.0", "0x1b36", "0x0010", "0x010802", "vfio-pci", 6);
+  a = vfio::parse_pci_address("0000:00:05.0").value();
   EXPECT_TRUE(fs.unbind_vfio(a).ok());
+  EXPECT_EQ(fake_sysfs::read(t.sys() + "/bus/pci/drivers/vfio-pci/unbind"), "0000:00:05.0");
   // A lone newline clears driver_override (the file is not truncated in the fake).
   EXPECT_EQ(fake_sysfs::read(fs.device_dir(a) + "/driver_override").substr(0, 1), "\n");
 }

@@ -365,10 +365,14 @@ class sysfs {
     return ok_status;
   }
 
-  // Hands the device back to its normal driver: clear driver_override, unbind, probe.
+  // Hands the device back to its normal driver: clear driver_override, unbind
+  // from vfio-pci, probe. A device some other driver owns is left alone: that
+  // unbind could pull a mounted disk from under the system.
   status unbind_vfio(const pci_address& a) const {
     auto info = read_device(a);
     if (!info) return info.error();
+    if (!info->driver.empty() && info->driver != "vfio-pci")
+      return {errc::invalid_argument, "device is bound to another driver, not vfio-pci; nothing to release"};
     // An empty line clears driver_override (the kernel stores NULL for "\n").
     DKQ_TRY(detail::write_small_file(device_dir(a) + "/driver_override", "\n"));
     if (!info->driver.empty())
