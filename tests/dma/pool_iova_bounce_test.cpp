@@ -282,6 +282,13 @@ TEST(Bounce, Errors) {
   dkq::bounce_buffer bb;
   EXPECT_EQ(bb.init(hp, c).code(), errc::constraint);  // bouncing into unreachable memory
 
+  auto odd = mem.map(0x20'0000, 4 * 4096);
+  dma_pool op;
+  ASSERT_TRUE(op.init(odd, 1000, 8).ok());  // chunks 8-byte aligned only
+  dkq::dma_constraints page_aligned = c;
+  page_aligned.alignment = 4096;
+  EXPECT_EQ(bb.init(op, page_aligned).code(), errc::constraint);
+
   auto low = mem.map(0x10'0000, 2 * 4096);
   dma_pool lp;
   ASSERT_TRUE(lp.init(low, 4096, 4096).ok());

@@ -55,8 +55,12 @@ class bounce_buffer {
     if (b.device.value() + (b.size - 1) > c.address_limit())
       return {errc::constraint, "bounce pool memory beyond the device's addressable bits",
               b.device.value()};
-    if (!is_aligned(b.device.value(), c.alignment) || !is_aligned(pool.object_size(), c.alignment))
-      return {errc::constraint, "bounce chunks not aligned to the device's alignment", c.alignment};
+    // Every chunk must start where the device may start a segment (setup
+    // time, so checking each one is fine).
+    for (std::uint32_t i = 0; i < pool.capacity(); ++i)
+      if (!is_aligned(pool.at(i).device.value(), c.alignment))
+        return {errc::constraint, "bounce chunk not aligned to the device's alignment",
+                pool.at(i).device.value()};
     pool_ = &pool;
     return ok_status;
   }
