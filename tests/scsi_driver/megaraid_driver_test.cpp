@@ -70,6 +70,21 @@ TEST(MegaraidDriver, BringUpReadsLimitsAndDrives) {
   EXPECT_EQ(r.dma.live(), 0u);
 }
 
+TEST(MegaraidDriver, Sas1078RegistersInBar0AndPdFrames) {
+  rig r;
+  r.plat.device_id = 0x0060;
+  r.ctl.pci_device = 0x0060;
+  mr::options o;
+  o.use_interrupts = false;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  EXPECT_EQ(r.drv.info().register_bar, 0);
+  EXPECT_NE(std::strstr(r.drv.info().model, "1078"), nullptr);
+  auto inq = r.drv.inquiry(1, true);  // physical drive 1 through a PD SCSI IO frame
+  ASSERT_TRUE(inq.ok());
+  EXPECT_STREQ(inq->vendor, "FAKE");
+  EXPECT_TRUE(r.ctl.c.errors.empty());
+}
+
 TEST(MegaraidDriver, FirmwareStatesToReady) {
   rig r;
   r.ctl.boot_states = {0x1, 0x4, 0x6, 0x9, 0x8};

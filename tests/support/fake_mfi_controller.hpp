@@ -121,6 +121,7 @@ class fake_mfi_controller {
   std::uint32_t duplicate_next = 0;        // post the next N contexts twice
   bool corrupt_producer = false;           // next completion writes an impossible pi
   bool stuck = false;                      // state machine never reaches READY
+  std::uint16_t pci_device = 0x0079;       // what CTRL_GET_INFO reports
 
   // ---- counters ----
   struct counters_t {
@@ -378,7 +379,7 @@ class fake_mfi_controller {
         out.assign(2048, 0);
         auto put16 = [&](std::size_t o, std::uint16_t v) { std::memcpy(&out[o], &v, 2); };
         put16(0, 0x1000);
-        put16(2, 0x0079);
+        put16(2, pci_device);
         put16(4, 0x1000);
         put16(6, 0x9261);
         const char* name = "Fake MegaRAID 9260-8i";
@@ -589,14 +590,20 @@ class fake_mfi_platform {
     if (off == 2) return device_id;
     return std::uint16_t{0};
   }
+  // 2108 layout: BAR 0 I/O, BAR 1 memory (registers), BAR 3 a memory stub.
+  // 1078 layout: BAR 0 memory (registers), BAR 2 I/O.
+  int register_bar() const { return device_id == 0x0060 ? 0 : 1; }
   examples::megaraid::bar_kind bar_type(int bar) {
-    // 2108 layout: BAR 0 I/O, BAR 1 memory (registers).
+    if (device_id == 0x0060)
+      return bar == 0 ? examples::megaraid::bar_kind::memory
+             : bar == 2 ? examples::megaraid::bar_kind::io
+                        : examples::megaraid::bar_kind::absent;
     if (bar == 0) return examples::megaraid::bar_kind::io;
     if (bar == 1 || bar == 3) return examples::megaraid::bar_kind::memory;
     return examples::megaraid::bar_kind::absent;
   }
   result<window> map_bar(int bar) {
-    if (bar != 1) return status{errc::not_supported, "fake: registers are in BAR 1"};
+    if (bar != register_bar()) return status{errc::not_supported, "fake: not the register BAR"};
     return window{&ctl_};
   }
   status enable_bus_master() {

@@ -327,11 +327,13 @@ class controller {
     return wait_slot(slot);
   }
 
-  // SCSI pass-through to a logical drive with the controller's scratch buffer.
+  // SCSI pass-through with the controller's scratch buffer: to a logical
+  // drive, or with `physical` to a physical drive (PD SCSI IO frame).
   completion scsi_command(std::uint8_t target, const scsi::cdb_bytes& cdb, std::uint8_t cdb_len,
-                          std::uint32_t data_in_bytes, dma_direction dir = dma_direction::from_device) noexcept {
+                          std::uint32_t data_in_bytes, dma_direction dir = dma_direction::from_device,
+                          bool physical = false) noexcept {
     request r;
-    r.kind = op::ld_scsi;
+    r.kind = physical ? op::pd_scsi : op::ld_scsi;
     r.target = target;
     r.cdb = cdb;
     r.cdb_len = cdb_len;
@@ -348,13 +350,13 @@ class controller {
   }
   const std::uint8_t* scratch() const noexcept { return scratch_.template cpu_at<const std::uint8_t>(); }
 
-  result<scsi::inquiry_data> inquiry(std::uint8_t target) noexcept {
+  result<scsi::inquiry_data> inquiry(std::uint8_t target, bool physical = false) noexcept {
     scsi::cdb_bytes c;
     // 36 bytes: exactly what the standard data holds, so the device transfers
     // the whole allocation and QEMU logs no underflow.
     auto len = scsi::inquiry(c, false, 0, 36);
     if (!len) return len.error();
-    completion r = scsi_command(target, c, *len, 36);
+    completion r = scsi_command(target, c, *len, 36, dma_direction::from_device, physical);
     if (!r.st) return r.st;
     return scsi::parse_inquiry(scratch(), 36);
   }

@@ -1,7 +1,7 @@
 // dkq-scsi - the MegaRAID SAS (MFI) example driver as a Linux program over VFIO.
 //
 //   dkq-scsi list     [<bdf>...]        controllers (bound to vfio-pci: also targets)
-//   dkq-scsi inquiry  <bdf> --target T [--vpd PAGE]
+//   dkq-scsi inquiry  <bdf> --target T [--vpd PAGE] [--pd]   (--pd: physical drive T, PD frame)
 //   dkq-scsi capacity <bdf> --target T
 //   dkq-scsi read     <bdf> --target T --lba L --blocks C [--out FILE]
 //   dkq-scsi write    <bdf> --target T --lba L --blocks C --seed S
@@ -52,7 +52,7 @@ struct args {
   std::uint32_t bs = 0, qd = 32, qdepth = 0;
   int read_pct = 100;
   int vpd = -1;
-  bool seq = false, json = false, pass = false, cdb16 = false, force32 = false, no_sync = false;
+  bool seq = false, json = false, pass = false, cdb16 = false, force32 = false, no_sync = false, pd = false;
   double secs = 5;
   std::string out;
   dkq::completion_mode mode = dkq::completion_mode::hybrid;
@@ -64,7 +64,7 @@ struct args {
   if (why) std::fprintf(stderr, "dkq-scsi: %s\n", why);
   std::fprintf(stderr,
                "usage: dkq-scsi list [<bdf>...]\n"
-               "       dkq-scsi inquiry  <bdf> --target T [--vpd PAGE]\n"
+               "       dkq-scsi inquiry  <bdf> --target T [--vpd PAGE] [--pd]\n"
                "       dkq-scsi capacity <bdf> --target T\n"
                "       dkq-scsi read     <bdf> --target T --lba L --blocks C [--out FILE]\n"
                "       dkq-scsi write    <bdf> --target T --lba L --blocks C --seed S\n"
@@ -110,6 +110,7 @@ args parse(int argc, char** argv) {
     else if (o == "--cdb16") a.cdb16 = true;
     else if (o == "--force-32bit") a.force32 = true;
     else if (o == "--no-sync") a.no_sync = true;
+    else if (o == "--pd") a.pd = true;
     else if (o == "--poll") a.irq = false;
     else if (o == "--irq") a.mode = dkq::completion_mode::interrupt;
     else if (o == "--hybrid") a.mode = dkq::completion_mode::hybrid;
@@ -324,6 +325,15 @@ int cmd_inquiry(session& s, const args& a) {
     std::printf("target %u VPD page 0x%02x: %zu bytes:", t, a.vpd, *n);
     for (std::size_t i = 0; i < std::min<std::size_t>(*n, sizeof page); ++i) std::printf(" %02x", page[i]);
     std::printf("\n");
+    return 0;
+  }
+  if (a.pd) {
+    // A physical drive through a PD SCSI IO frame (the controller passes the
+    // CDB to the disk behind it instead of its logical-drive layer).
+    auto pinq = s.ctrl->inquiry(t, true);
+    if (!pinq) return fail("INQUIRY (physical drive)", pinq.error());
+    std::printf("physical drive %u (PD frame): type 0x%02x vendor '%s' product '%s' revision '%s'\n", t,
+                pinq->device_type, pinq->vendor, pinq->product, pinq->revision);
     return 0;
   }
   auto inq = s.ctrl->inquiry(t);

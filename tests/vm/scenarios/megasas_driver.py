@@ -126,6 +126,7 @@ def main():
     s.run("dkq_scsi", "read", mr0.bdf, "--target", 1, "--lba", V_RW["lba"], "--blocks", V_RW["blocks"],
           "--pass", label="read")
     s.run("dkq_scsi", "inquiry", mr0.bdf, "--target", 1, label="inquiry")
+    s.run("dkq_scsi", "inquiry", mr0.bdf, "--target", 1, "--pd", label="inquiry_pd")
     s.run("dkq_scsi", "capacity", mr0.bdf, "--target", 0, label="capacity")
     s.run("dkq_scsi", "perf", mr1.bdf, "--target", 0, "--bs", 4096, "--qd", 24, "--rw", "read", "--ios", 4000,
           "--json", label="wrap", timeout=120)
@@ -226,6 +227,8 @@ def main():
     want = pattern(V_RW["seed"], V_RW["lba"] * 512, 16)
     r.check(pr and ("%08x: " % (V_RW["lba"] * 512) + " ".join("%02x" % b for b in want)) in pr.output,
             "dkq-scsi read did not return what dkq-scsi write wrote")
+    pr = r.program("inquiry_pd")
+    r.check(pr and "physical drive 1 (PD frame): type 0x00 vendor 'QEMU'" in pr.output, "PD SCSI IO INQUIRY")
     pr = r.program("list_1078")
     r.check(pr and re.search(r"SGL64, .* MSI$", pr.output, re.M), "1078 with msix=off should run on MSI")
     pr = r.program("verify_32bit")
