@@ -37,6 +37,10 @@ inline void get_text(char (&out)[N], const std::uint8_t* p, std::size_t off, std
   std::size_t n = len < N - 1 ? len : N - 1;
   for (std::size_t i = 0; i < n; ++i) {
     const char c = static_cast<char>(p[off + i]);
+    if (c == '\0') {  // NUL-padded fields (SUBNQN) end at the first NUL
+      n = i;
+      break;
+    }
     out[i] = (c >= 0x20 && c < 0x7f) ? c : '?';
   }
   while (n > 0 && (out[n - 1] == ' ' || out[n - 1] == '\0')) --n;

@@ -428,7 +428,7 @@ void print_size(std::uint64_t bytes) {
 int cmd_identify(session& s) {
   const ctrl_t& c = *s.ctrl;
   const drv::controller_info& i = c.info();
-  std::printf("controller %s  PCI %04x:%04x  NVMe %u.%u.%u\n", s.dev->info().addr.bus == 0 && false ? "" : vfio::to_string(s.dev->address()).c_str(),
+  std::printf("controller %s  PCI %04x:%04x  NVMe %u.%u.%u\n", vfio::to_string(s.dev->address()).c_str(),
               c.pci_vendor(), c.pci_device(), c.version() >> 16, (c.version() >> 8) & 0xff, c.version() & 0xff);
   std::printf("  model        %s\n  serial       %s\n  firmware     %s\n", i.mn, i.sn, i.fr);
   std::printf("  cntlid       %u\n  subnqn       %s\n", i.cntlid, i.subnqn);
@@ -441,7 +441,8 @@ int cmd_identify(session& s) {
               i.write_zeroes_supported() ? "yes" : "no", i.dsm_supported() ? "yes" : "no");
   std::printf("  I/O queues   %u granted\n", c.io_queues_granted());
   std::printf("  shadow db    %s\n", c.shadow_reason());
-  std::printf("  AER          %u outstanding (limit %u)\n", std::min<std::uint32_t>(1, i.aerl + 1u), i.aerl + 1u);
+  std::printf("  AER          %u outstanding (limit %u), %" PRIu64 " events seen\n", std::min<std::uint32_t>(1, i.aerl + 1u),
+              i.aerl + 1u, c.async_events());
   std::printf("  namespaces   %u active of %u\n", c.namespace_count(), i.nn);
   for (std::uint32_t k = 0; k < c.namespace_count(); ++k) {
     const drv::namespace_info& n = c.ns(k);
@@ -453,9 +454,14 @@ int cmd_identify(session& s) {
     std::printf("%" PRIu64 " blocks of %u bytes (", n.nsze, n.block_size);
     print_size(n.bytes());
     std::printf("), format %u of %u:", n.format, n.nlbaf + 1u);
-    for (unsigned f = 0; f <= n.nlbaf && f < 16; ++f)
-      std::printf(" %s%u%s", f == n.format ? "[" : "", 1u << n.formats[f].lbads, f == n.formats[f].ms ? "" : "");
-    std::printf("%s\n", "");
+    // Every LBA format as data size (+metadata), the one in use in brackets.
+    for (unsigned f = 0; f <= n.nlbaf && f < 16; ++f) {
+      const bool cur = f == n.format;
+      std::printf(" %s%u", cur ? "[" : "", 1u << n.formats[f].lbads);
+      if (n.formats[f].ms) std::printf("+%u", n.formats[f].ms);
+      std::printf("%s", cur ? "]" : "");
+    }
+    std::printf("\n");
   }
   return 0;
 }
