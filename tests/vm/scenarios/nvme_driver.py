@@ -105,6 +105,14 @@ def main():
     s.run("dkq_nvme", "verify", n0, "--ns", 2, "--lba", V2["lba"], "--blocks", V2["blocks"], "--seed", V2["seed"],
           "--sgl-threshold", 4096, te, label="verify_ns2")
     s.run("dkq_nvme", "flush", n0, "--ns", 2, te, label="flush")
+    W = dict(lba=5000, blocks=64, seed=31)
+    s.run("dkq_nvme", "write", n0, "--ns", 1, "--lba", W["lba"], "--blocks", W["blocks"], "--seed", W["seed"], te,
+          label="write")
+    s.run("dkq_nvme", "read", n0, "--ns", 1, "--lba", W["lba"], "--blocks", 1, te, label="read")
+    s.run("dkq_nvme", "zeroes", n0, "--ns", 1, "--lba", 6000, "--blocks", 16, te, label="write_zeroes")
+    # Deallocate completes; the raw file keeps its bytes (QEMU's default
+    # discard=ignore), so the image is not checked there.
+    s.run("dkq_nvme", "trim", n0, "--ns", 1, "--lba", 7000, "--blocks", 16, te, label="deallocate")
     perf = ["perf", n0, "--ns", 2, "--bs", 4096, "--qd", 32, "--time", 3, "--json", te]
     s.run("dkq_nvme", *perf, label="perf_batched", timeout=90)
     s.run("dkq_nvme", *perf, "--no-batch", label="perf_unbatched", timeout=90)
@@ -173,6 +181,10 @@ def main():
         want = bytearray(d.fill(0, d.size))
         off, ln = v["lba"] * v["bs"], v["blocks"] * v["bs"]
         want[off:off + ln] = pattern(v["seed"], off, ln)
+        if d is ns1:
+            wo, wl = W["lba"] * 512, W["blocks"] * 512
+            want[wo:wo + wl] = pattern(W["seed"], wo, wl)
+            want[6000 * 512:6016 * 512] = bytes(16 * 512)
         if not r.check(got == bytes(want), f"{d.name}: image differs from the expected bytes"):
             first = next(i for i in range(len(want)) if got[i] != want[i])
             r.fail(f"{d.name}: first differing byte at {first} (LBA {first // v['bs']})")
