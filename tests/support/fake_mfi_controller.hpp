@@ -473,6 +473,7 @@ class fake_mfi_controller {
       return;
     }
     std::memset(s, 0, 18);
+    f[1] = 18;  // header sense_len: bytes stored (QEMU megasas_build_sense does the same)
     s[0] = 0x70;
     s[2] = key;
     s[7] = 10;

@@ -233,7 +233,12 @@ class controller {
     plat_ = &plat;
     opt_ = opt;
     status s = bring_up();
-    if (!s) release();
+    if (!s) {
+      // If the firmware was given our queues, stop it before the memory goes
+      // away (abort everything, back to READY), so it never writes there.
+      if (init_sent_) regs_.write32(mfi::reg::inbound_doorbell, mfi::idb::reset_flags);
+      release();
+    }
     return s;
   }
 
@@ -737,6 +742,7 @@ class controller {
     regs_.write32(mfi::reg::outbound_intr_mask, info_.device == pci_device_sas1078 ? ~0x80000000u : ~0x5u);
 
     initialising_ = true;
+    init_sent_ = true;
     request r;
     r.kind = op::ld_scsi;  // placeholder; build() is bypassed for INIT
     std::uint32_t si = 0;
@@ -955,6 +961,9 @@ class controller {
     const std::size_t sgl_off = io ? mfi::io_sgl_offset : mfi::pass_sgl_offset;
     const dma_region sense{sense_mem_.cpu_at(si * sense_bytes), sense_mem_.device_at(si * sense_bytes), sense_bytes};
     h->cmd_status = mfi::status_pending;
+    // An empty sense buffer (response code 0 does not parse), so a CHECK
+    // CONDITION without fresh sense can never show an older command's.
+    *sense.template cpu_at<std::uint8_t>() = 0;
     h->target_id = r.target;
     h->lun_id = r.lun;
     h->context = s.cid;
@@ -1063,8 +1072,13 @@ class controller {
     c.mfi_status = load_acquire(&h->cmd_status);
     c.scsi_status = h->scsi_status;
     c.reissued = s.reissued;
-    if (c.mfi_status == mfi::stat::scsi_done_with_error && c.scsi_status == scsi::scsi_status::check_condition) {
-      auto sd = scsi::parse_sense(sense_mem_.template cpu_at<const std::uint8_t>(si * sense_bytes), sense_len);
+    // The firmware writes back how many sense bytes it stored (header
+    // sense_len); 0 means none, so stale bytes of an earlier command are
+    // never parsed as this one's sense.
+    const std::uint8_t got_sense = h->sense_len < sense_len ? h->sense_len : sense_len;
+    if (c.mfi_status == mfi::stat::scsi_done_with_error && c.scsi_status == scsi::scsi_status::check_condition &&
+        got_sense != 0) {
+      auto sd = scsi::parse_sense(sense_mem_.template cpu_at<const std::uint8_t>(si * sense_bytes), got_sense);
       if (sd) {
         c.sense_valid = true;
         c.sense = *sd;
@@ -1219,6 +1233,7 @@ class controller {
   bool regs_ok_ = false;
   bool operational_ = false;
   bool initialising_ = false;
+  bool init_sent_ = false;
   status last_error_{};
   std::uint64_t next_scan_ = 0;
 
