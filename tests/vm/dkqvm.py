@@ -233,6 +233,13 @@ def ensure_kernel():
             extract_vmlinux(root, base)
             with open(done, "w") as f:
                 f.write(pkg + "\n")
+            # A new kernel ABI replaces the old one: drop older cached kernels
+            # (about 400 MB each) unless the user pinned one.
+            if not os.environ.get("DKQ_VM_KERNEL_PKG"):
+                for old in os.listdir(cache_dir()):
+                    if old.startswith("linux-image-") and old != pkg:
+                        log(f"removing superseded cached kernel {old}")
+                        shutil.rmtree(os.path.join(cache_dir(), old), ignore_errors=True)
         root = os.path.join(base, "root")
         if not any(f.startswith("vmlinux-") for f in os.listdir(base)) and not os.path.exists(os.path.join(base, ".no-pvh")):
             extract_vmlinux(root, base)
