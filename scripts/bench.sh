@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/bench.sh - build the release preset and run the ring benchmarks.
 #
-#   scripts/bench.sh            full suite (8 interleaved repetitions, about
+#   scripts/bench.sh            full suite (6 interleaved repetitions, about
 #                               6-8 minutes on 2 CPUs), regenerates
 #                               docs/benchmarks.md and docs/bench-rings.png
 #   scripts/bench.sh --short    a subset with 3 short repetitions (< 1 minute
@@ -95,7 +95,7 @@ out=$build/bench/rings/bench-rings.json
 # Repetitions are randomly interleaved: on a shared machine a burst of
 # someone else's load then hits one repetition of many implementations
 # instead of every repetition of one, and the medians stay comparable.
-$runner "$bin" --benchmark_min_time=0.15 --benchmark_repetitions=8 \
+$runner "$bin" --benchmark_min_time=0.1 --benchmark_repetitions=6 \
   --benchmark_enable_random_interleaving=true \
   --benchmark_display_aggregates_only=true \
   --benchmark_out="$out" --benchmark_out_format=json

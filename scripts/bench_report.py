@@ -112,7 +112,7 @@ class Result:
         self.family, self.params, self.impl = split_name(run_name)
         self.reps: list[dict] = []
         self.median_aggregate: dict | None = None
-        self.error: str | None = None
+        self.errors: list[str] = []
         self.time_unit = "ns"
 
     def _values(self, key):
@@ -131,6 +131,13 @@ class Result:
         """(min, max) over repetitions, or None."""
         vals = self._values(key)
         return (min(vals), max(vals)) if len(vals) > 1 else None
+
+    @property
+    def error(self):
+        """An error message when no repetition succeeded (else None)."""
+        if self.errors and not self.reps and not self.median_aggregate:
+            return self.errors[0]
+        return None
 
     @property
     def repetitions(self):
@@ -170,7 +177,7 @@ def load(paths):
             res = results.setdefault(run_name, Result(run_name))
             res.time_unit = b.get("time_unit", res.time_unit)
             if b.get("error_occurred"):
-                res.error = b.get("error_message", "error")
+                res.errors.append(b.get("error_message", "error"))
                 continue
             if b.get("run_type") == "aggregate":
                 if b.get("aggregate_name") == "median":
@@ -373,7 +380,8 @@ def comparison_section(family, cases, baseline):
                           fmt_num(r.median("ns_per_item")), fmt_num(r.median("full_per_kitem")),
                           fmt_num(r.median("empty_per_kitem")),
                           f"{fmt_rate(sp[0])}..{fmt_rate(sp[1])}" if sp else "-",
-                          r.repetitions])
+                          f"{r.repetitions}" + (f" (+{len(r.errors)} failed: {r.errors[0]})"
+                                                if r.errors else "")])
     lines.append(md_table(h2, rows2))
     lines.append("")
     lines.append("</details>")
@@ -402,10 +410,10 @@ def other_sections(results):
         rows = []
         for r in rs:
             if r.error:
-                rows.append([case_label(r.params), "error: " + r.error, ""] +
+                rows.append(["/".join(r.params) or "-", "error: " + r.error, ""] +
                             [""] * len(counters) + [""])
                 continue
-            rows.append([case_label(r.params), fmt_num(r.median("real_time")),
+            rows.append(["/".join(r.params) or "-", fmt_num(r.median("real_time")),
                          fmt_num(r.median("cpu_time"))] +
                         [fmt_num(r.median(k)) for k in counters] + [r.repetitions])
         lines += [f"### {fam}", "", md_table(header, rows), ""]

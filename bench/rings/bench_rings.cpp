@@ -62,7 +62,7 @@ struct case_cfg {
 struct fixture_base {
   virtual ~fixture_base() = default;
   std::atomic<bool> abort{false};      // set by the first thread that finds an error
-  bool poisoned = false;               // an aborted run may leave elements behind
+  std::atomic<bool> poisoned{false};   // an aborted run may leave elements behind
   int arrivals = 0;                    // threads that joined so far (all runs)
   std::atomic<std::uint64_t> sum{0};   // multi-consumer checksum
   std::atomic<int> consumers_done{0};
@@ -199,7 +199,8 @@ void stream_producer(benchmark::State& st, fixture<Impl>& f, const case_cfg& c, 
       }
     }
     if (f.abort.load(std::memory_order_relaxed)) {
-      st.SkipWithError("aborted: another thread found a bad element");
+      f.poisoned = true;
+      st.SkipWithError("aborted: bad element or no progress for 2 s");
       break;
     }
     next += batch;
@@ -264,7 +265,8 @@ void stream_consumer(benchmark::State& st, fixture<Impl>& f, const case_cfg& c) 
       break;
     }
     if (f.abort.load(std::memory_order_relaxed)) {
-      st.SkipWithError("aborted: another thread found a bad element");
+      f.poisoned = true;
+      st.SkipWithError("aborted: bad element or no progress for 2 s");
       break;
     }
   }
@@ -347,7 +349,8 @@ void pingpong_case(benchmark::State& st, const case_cfg* c) {
         if ((aborted = harness_wait(spins, f.abort))) break;
     }
     if (aborted) {
-      st.SkipWithError("aborted");
+      f.poisoned = true;
+      st.SkipWithError("aborted: no progress for 2 s");
       break;
     }
     ++next;

@@ -7,6 +7,7 @@
 #include <sched.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -180,13 +181,25 @@ inline void cpu_pause() noexcept {
 // implementation: spin briefly (the other side is usually on another core and
 // about to make room), then yield so that oversubscribed cases (2P2C on two
 // CPUs) give the CPU to the thread that can make progress instead of burning
-// a whole time slice. Returns true when the run was aborted.
-inline bool harness_wait(std::uint32_t& spins, const std::atomic<bool>& abort) noexcept {
+// a whole time slice. Returns true when the run was aborted - by another
+// thread, or here because nothing moved for `stall_limit` (a queue that
+// reports "full" to its producer and "empty" to its consumers forever would
+// otherwise hang the whole suite; see moodycamel_cq in NOTES.md).
+inline constexpr auto stall_limit = std::chrono::seconds(2);
+
+inline bool harness_wait(std::uint32_t& spins, std::atomic<bool>& abort) noexcept {
+  thread_local std::chrono::steady_clock::time_point since;
   if (++spins < 64) {
     cpu_pause();
     return false;
   }
   if (abort.load(std::memory_order_relaxed)) return true;
+  if (spins == 64) {
+    since = std::chrono::steady_clock::now();
+  } else if ((spins & 255) == 0 && std::chrono::steady_clock::now() - since > stall_limit) {
+    abort.store(true);
+    return true;
+  }
   sched_yield();
   return false;
 }
