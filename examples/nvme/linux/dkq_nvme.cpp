@@ -10,7 +10,7 @@
 //   dkq-nvme verify   <bdf> --ns N --lba L --blocks C [--seed S] [--qd Q]
 //   dkq-nvme reset    <bdf> --ns N [--qd Q]      reset with reads in flight
 //   dkq-nvme perf     <bdf> --ns N [--bs B] [--qd Q] [--rw read|write|MIX%] [--seq]
-//                     [--threads T] [--irq] [--no-batch] [--time S | --ios N] [--json]
+//                     [--threads T] [--irq | --hybrid [--spin N]] [--no-batch] [--time S | --ios N] [--json]
 // Common: --shadow auto|on|off, --no-sgl, --timeout-ms MS, --trace-expect
 //
 // The driver core (../driver) does the NVMe work; this file is the shell:
@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "../driver/controller.hpp"
+#include "dkq/dispatch/dispatcher.hpp"
 #include "vfio_platform.hpp"
 
 namespace drv = dkq::nvme_driver;
@@ -64,7 +65,8 @@ struct args {
   std::uint64_t seed = 1;
   std::uint32_t bs = 4096, qd = 32, threads = 1;
   int read_pct = 100;
-  bool seq = false, irq = false, batch = true, json = false, trace_expect = false, reread = false;
+  bool seq = false, irq = false, hybrid = false, batch = true, json = false, trace_expect = false, reread = false;
+  std::uint32_t spin_polls = 64;
   double seconds = 5;
   std::uint64_t ios = 0;
   drv::options opt;
@@ -83,7 +85,7 @@ struct args {
                "       dkq-nvme verify <bdf> --ns N --lba L --blocks C [--seed S] [--qd Q]\n"
                "       dkq-nvme reset  <bdf> --ns N [--qd Q]   (controller reset with reads in flight)\n"
                "       dkq-nvme perf   <bdf> --ns N [--bs B] [--qd Q] [--rw read|write|PCT] [--seq]\n"
-               "                       [--threads T] [--irq] [--no-batch] [--time S | --ios N] [--json]\n"
+               "                       [--threads T] [--irq | --hybrid [--spin N]] [--no-batch] [--time S | --ios N] [--json]\n"
                "common: --shadow auto|on|off  --no-sgl  --timeout-ms MS  --trace-expect\n");
   std::exit(2);
 }
@@ -135,7 +137,9 @@ args parse(int argc, char** argv) {
       if (a.read_pct > 100) usage("--rw percentage is 0..100 (share of reads)");
     } else if (o == "--seq") a.seq = true;
     else if (o == "--irq") a.irq = true;
-    else if (o == "--poll") a.irq = false;
+    else if (o == "--hybrid") a.irq = a.hybrid = true;
+    else if (o == "--spin") a.spin_polls = static_cast<std::uint32_t>(parse_u64(val(), "--spin"));
+    else if (o == "--poll") a.irq = a.hybrid = false;
     else if (o == "--no-batch") a.batch = false;
     else if (o == "--batch") a.batch = true;
     else if (o == "--time") a.seconds = std::atof(val());
@@ -760,13 +764,36 @@ void perf_thread(session& s, const args& a, const drv::namespace_info& n, worker
     w.done.fetch_add(1, std::memory_order_relaxed);
     (void)submit(slot);  // re-post into the freed slot; rung once per reap batch
   };
+  // Completions come through dkq's dispatcher: this thread's queue is bound
+  // to its vector; polled = flush + one pass, interrupt = flush, wait on the
+  // eventfd, drain until empty, hybrid = spin `spin_polls` passes first.
+  struct drain_adapter {
+    queue_t* q;
+    decltype(handler)* h;
+    std::uint32_t drain(std::uint32_t budget) noexcept { return q->poll(budget, *h); }
+    void flush() noexcept { (void)q->ring(); }
+  } adapter{&q, &handler};
+  struct eventfd_waiter {
+    int fd;
+    void arm(std::uint16_t) noexcept {}  // MSI-X eventfds stay armed
+    void disarm(std::uint16_t) noexcept {}
+    std::uint32_t wait(std::uint16_t) noexcept {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 10) <= 0) return 0;  // 10 ms: the timeout scan must run
+      std::uint64_t c = 0;
+      return ::read(fd, &c, sizeof c) == static_cast<ssize_t>(sizeof c) ? static_cast<std::uint32_t>(c) : 0;
+    }
+  } waiter{q.interrupts() ? s.dev->irq().eventfd(q.vector()) : -1};
+  dkq::interrupt_dispatcher<1, 1> disp;
+  disp.set_budget(a.qd);
+  (void)disp.bind(0, dkq::completion_target::of(adapter));
+  const dkq::completion_mode mode = !q.interrupts() ? dkq::completion_mode::polled
+                                    : a.hybrid      ? dkq::completion_mode::hybrid
+                                                    : dkq::completion_mode::interrupt;
   std::uint32_t idle = 0;
   while (q.in_flight() > 0) {
-    const std::uint32_t got = q.poll(a.qd, handler);
-    if (got == 0) {
-      q.ring();
-      if (q.interrupts()) wait_for(s, q, 10);
-      if ((++idle & 1023) == 0 || q.interrupts()) {
+    if (disp.run_once(0, mode, waiter, a.spin_polls) == 0) {
+      if ((++idle & 1023) == 0 || mode != dkq::completion_mode::polled) {
         q.check_timeouts(handler);
         if (q.needs_reset()) {
           // Other threads keep their own queues; a reset needs all of them
@@ -867,7 +894,7 @@ int cmd_perf(session& s, const args& a) {
         "\"p99_9\":%.2f,\"max\":%.2f},\"sq_doorbell_writes\":%" PRIu64 ",\"cq_doorbell_writes\":%" PRIu64
         ",\"commands\":%" PRIu64 ",\"sq_doorbells_per_command\":%.4f,\"reset_needed\":%s}\n",
         a.bdf.c_str(), n->nsid, a.bs, a.qd, a.threads, a.read_pct, a.seq ? "sequential" : "random",
-        a.irq ? "interrupts" : "polled", a.batch ? "true" : "false", s.ctrl->shadow_doorbells() ? "true" : "false",
+        a.hybrid ? "hybrid" : a.irq ? "interrupts" : "polled", a.batch ? "true" : "false", s.ctrl->shadow_doorbells() ? "true" : "false",
         secs, total, reads, writes, errors, iops, mbps,
         all.n ? static_cast<double>(all.sum) / static_cast<double>(all.n) / 1e3 : 0.0, static_cast<double>(all.pct(50)) / 1e3,
         static_cast<double>(all.pct(90)) / 1e3, static_cast<double>(all.pct(99)) / 1e3,
@@ -877,7 +904,8 @@ int cmd_perf(session& s, const args& a) {
     std::printf("perf %s ns %u: %u B %s %s, QD %u x %u thread(s), %s, batching %s, shadow doorbells %s\n",
                 a.bdf.c_str(), n->nsid, a.bs, a.seq ? "sequential" : "random",
                 a.read_pct == 100 ? "reads" : a.read_pct == 0 ? "writes" : "mixed", a.qd, a.threads,
-                a.irq ? "interrupts" : "polled", a.batch ? "on" : "off", s.ctrl->shadow_doorbells() ? "on" : "off");
+                a.hybrid ? "hybrid" : a.irq ? "interrupts" : "polled", a.batch ? "on" : "off",
+                s.ctrl->shadow_doorbells() ? "on" : "off");
     std::printf("  %" PRIu64 " I/Os in %.2f s: %.0f IOPS, %.1f MB/s, %" PRIu64 " errors\n", total, secs, iops, mbps,
                 errors);
     std::printf("  latency us: mean %.1f  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n",

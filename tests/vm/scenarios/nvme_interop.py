@@ -42,6 +42,7 @@ def main():
     perf = ["perf", n0, "--ns", 2, "--bs", 4096, "--qd", 32, "--time", 3, "--json"]
     kperf = ["perf", "/tmp/kns2", "--bs", 4096, "--qd", 32, "--time", 3, "--json"]
     s.run("dkq_nvme", *perf, label="dkq_perf_polled", timeout=90)
+    s.run("dkq_nvme", *perf, "--hybrid", label="dkq_perf_hybrid", timeout=90)
     for rnd in (1, 2):
         s.run("dkq_nvme", *perf, "--irq", label=f"dkq_perf_irq_{rnd}", timeout=90)
         s.run("nvme_handback", n0, label=f"handback_{rnd}")
@@ -57,7 +58,7 @@ def main():
     r.require_passed()
 
     res = {}
-    labels = ["dkq_perf_polled"] + [f"{k}_{i}" for i in (1, 2) for k in ("dkq_perf_irq", "kernel_perf")]
+    labels = ["dkq_perf_polled", "dkq_perf_hybrid"] + [f"{k}_{i}" for i in (1, 2) for k in ("dkq_perf_irq", "kernel_perf")]
     for label in labels:
         pr = r.program(label)
         m = re.search(r"^\{.*\}$", pr.output if pr else "", re.M)
@@ -71,7 +72,8 @@ def main():
             log(f"round {i}: 4 KiB random reads QD32: dkq-nvme (interrupts) {res[f'dkq_perf_irq_{i}']['iops']:.0f} "
                 f"IOPS, kernel nvme {k['iops']:.0f} IOPS (stalled: {k['stalled']}, longest gap "
                 f"{k['longest_gap_ms']} ms): {ratios[i - 1]:.2f}x")
-        log(f"dkq-nvme polled: {res['dkq_perf_polled']['iops']:.0f} IOPS")
+        log(f"dkq-nvme polled: {res['dkq_perf_polled']['iops']:.0f} IOPS, hybrid "
+            f"{res['dkq_perf_hybrid']['iops']:.0f} IOPS")
         with open(os.path.join(s.work, "perf-summary.json"), "w") as f:
             json.dump(res, f, indent=1)
 
