@@ -112,33 +112,38 @@ inline result<sgl_result> build_sgl(const sgl_caps& caps, std::span<const dma_se
                                     std::span<const dma_region> segment_memory,
                                     std::uint64_t max_transfer = 0) noexcept {
   if (!caps.supported) return status{errc::not_supported, "controller does not support SGLs"};
-  auto tot = prp_detail::total_length(data);
-  if (!tot) return tot.error();
-  if (max_transfer != 0 && *tot > max_transfer)
-    return status{errc::constraint, "transfer beyond MDTS", *tot};
-  for (std::size_t i = 0; i < data.size(); ++i) {
-    if (data[i].len > sgl_max_block)
-      return status{errc::constraint, "SGL Data Block longer than 2^32-1 bytes", i};
-    if (caps.dword_aligned) {
-      if ((data[i].addr.value() & 3) != 0)
-        return status{errc::constraint, "SGL Data Block not dword aligned (SGLS bits 1:0 = 10b)",
-                      data[i].addr.value()};
-      if ((data[i].len & 3) != 0)
-        return status{errc::constraint, "SGL Data Block not dword aligned (SGLS bits 1:0 = 10b)",
-                      data[i].len};
-    }
-  }
+  if (data.empty()) return status{errc::invalid_argument, "empty data segment list"};
 
-  auto block = [](const dma_segment& s) noexcept {
-    return sgl_descriptor{s.addr.value(), static_cast<std::uint32_t>(s.len), {0, 0, 0},
-                          sgl_identifier(sgl_type::data_block)};
+  // Validation is fused with writing (one pass over the segments on the hot
+  // path); on failure the segment memory holds a partial list nobody posts.
+  std::uint64_t total = 0;
+  auto block = [&](std::size_t i, sgl_descriptor& out) noexcept -> status {
+    const std::uint64_t a = data[i].addr.value();
+    const std::uint64_t l = data[i].len;
+    std::uint64_t end = 0;
+    if (DKQ_UNLIKELY(l == 0)) return {errc::invalid_argument, "zero-length data segment", i};
+    if (DKQ_UNLIKELY(!add_checked(a, l, end)))
+      return {errc::out_of_range, "data segment wraps the 64-bit address space", i};
+    if (DKQ_UNLIKELY(l > sgl_max_block))
+      return {errc::constraint, "SGL Data Block longer than 2^32-1 bytes", i};
+    if (caps.dword_aligned && DKQ_UNLIKELY(((a | l) & 3) != 0))
+      return {errc::constraint, "SGL Data Block not dword aligned (SGLS bits 1:0 = 10b)", (a & 3) != 0 ? a : l};
+    if (DKQ_UNLIKELY(!add_checked(total, l, total)))
+      return {errc::out_of_range, "transfer length overflows 64 bits", i};
+    out = sgl_descriptor{a, static_cast<std::uint32_t>(l), {0, 0, 0}, sgl_identifier(sgl_type::data_block)};
+    return ok_status;
+  };
+  auto check_mdts = [&]() noexcept -> status {
+    if (max_transfer != 0 && total > max_transfer) return {errc::constraint, "transfer beyond MDTS", total};
+    return ok_status;
   };
 
   sgl_result r;
   const std::size_t n = data.size();
   r.data_blocks = static_cast<std::uint32_t>(n);
   if (n == 1) {
-    r.sgl1 = block(data[0]);
+    DKQ_TRY(block(0, r.sgl1));
+    DKQ_TRY(check_mdts());
     return r;
   }
 
@@ -173,7 +178,8 @@ inline result<sgl_result> build_sgl(const sgl_caps& caps, std::span<const dma_se
   for (;;) {
     auto* out = static_cast<sgl_descriptor*>(segment_memory[seg].cpu);
     if (remaining <= cap) {
-      for (std::size_t k = 0; k < remaining; ++k) out[k] = block(data[next + k]);
+      for (std::size_t k = 0; k < remaining; ++k) DKQ_TRY(block(next + k, out[k]));
+      DKQ_TRY(check_mdts());
       r.segments = static_cast<std::uint32_t>(seg + 1);
       return r;
     }
@@ -181,7 +187,7 @@ inline result<sgl_result> build_sgl(const sgl_caps& caps, std::span<const dma_se
       return status{errc::invalid_argument, "SGL segment region too small to chain (needs 2 descriptors)",
                     seg};
     const std::size_t here = static_cast<std::size_t>(cap - 1);
-    for (std::size_t k = 0; k < here; ++k) out[k] = block(data[next + k]);
+    for (std::size_t k = 0; k < here; ++k) DKQ_TRY(block(next + k, out[k]));
     next += here;
     remaining -= here;
     std::uint64_t next_cap = 0;
