@@ -171,9 +171,9 @@ class submission_queue {
   // Bulk: reserve exactly n slots (or none: an empty reservation), fill them
   // in place, then commit(k), k <= n, to post the first k. A new reserve
   // replaces an uncommitted one; post() cancels it (commit then fails rather
-  // than publishing slots that were never filled). commit() is an end of batch and rings; pass
-  // end_of_batch = false to keep batching across several reservations (the
-  // policy and the lap guard still apply).
+  // than publishing slots that were never filled). commit() is an end of
+  // batch and rings; pass end_of_batch = false to keep batching across several
+  // reservations (the policy and the lap guard still apply).
   reservation reserve(std::uint32_t n) noexcept {
     reservation r;
     if (n == 0 || n > free_slots()) {
