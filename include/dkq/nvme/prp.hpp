@@ -240,6 +240,7 @@ inline result<std::uint32_t> prp_check(const prp_config& cfg, std::span<const dm
 inline result<prp_result> build_prp(const prp_config& cfg, std::span<const dma_segment> data,
                                     std::span<const dma_region> list_pages, std::uint64_t offset = 0,
                                     std::uint64_t length = prp_detail::all) noexcept {
+  const bool whole = offset == 0 && length == prp_detail::all;
   auto n = prp_detail::scan(cfg, data, offset, length);  // resolves length
   if (!n) return n.error();
   const std::uint32_t entries = *n;
@@ -257,6 +258,12 @@ inline result<prp_result> build_prp(const prp_config& cfg, std::span<const dma_s
   std::uint64_t cur = 0, cur_end = 0;  // current clipped piece [cur, cur_end)
   auto next_entry = [&]() noexcept -> std::uint64_t {
     while (cur >= cur_end) {
+      if (whole) {  // every segment is in the window: no clipping
+        cur = data[si].addr.value();
+        cur_end = cur + data[si].len;
+        ++si;
+        continue;
+      }
       std::uint64_t a = 0, l = 0;
       const dma_segment& s = data[si++];
       const bool in = prp_detail::clip(s, seg_off, offset, win_hi, a, l);
