@@ -95,6 +95,15 @@ def main():
     d20 = s.disk("mr2d0", mib=8, fill=background(b"mr2d0"))
     mr0 = s.megasas("mr0", slot=5, disks=[d00, d01])
     mr1 = s.megasas("mr1", slot=6, disks=[d10], props="max_cmds=32")
+    # Target 1 of mr1 sits on a throttled drive (8 IOPS): with a 300 ms
+    # command timeout, queued reads time out for real, and the driver's
+    # timeout -> ABORT path runs against QEMU's model (megasas_abort_frame,
+    # the cancelled command completes with SCSI_IO_FAILED and is finished once
+    # as a timeout).
+    dthr = s.disk("mr1d1", mib=4, fill=background(b"mr1d1"))
+    mr1.qemu_args += ["-drive", f"file={dthr.path},if=none,id={dthr.name},format=raw,cache=writeback,"
+                                "throttling.iops-total=8",
+                      "-device", f"scsi-hd,drive={dthr.name},bus=mr1.0,channel=0,scsi-id=1,lun=0"]
     # msix=off: the 1078 runs on plain MSI, the fallback the driver takes
     # when a controller has no MSI-X.
     mr2 = s.megasas("mr2", slot=7, disks=[d20], model="megasas", props="msix=off")
@@ -132,6 +141,8 @@ def main():
           "--json", label="wrap", timeout=120)
     s.run("dkq_scsi", "verify", mr1.bdf, "--target", 0, *rng(V_32), "--qd", 8, "--force-32bit",
           label="verify_32bit", timeout=120)
+    s.run("dkq_scsi", "perf", mr1.bdf, "--target", 1, "--bs", 4096, "--qd", 4, "--rw", "read", "--ios", 12,
+          "--timeout-ms", 300, "--allow-errors", "--json", label="timeouts", timeout=120)
     s.run("dkq_scsi", "list", mr2.bdf, label="list_1078")
     s.run("dkq_scsi", "verify", mr2.bdf, "--target", "all", *rng(V_1078), "--qd", 8, label="verify_1078", timeout=120)
     # Performance: dkq-scsi and megaraid_sas alternate twice on the same
@@ -208,7 +219,7 @@ def main():
 
     # ---- reply queue wraps -----------------------------------------------------------------
     res = {}
-    labels = ["wrap", "perf_hybrid", "perf_polled"] + [f"{p}_{k}" for k in (1, 2) for p in
+    labels = ["wrap", "timeouts", "perf_hybrid", "perf_polled"] + [f"{p}_{k}" for k in (1, 2) for p in
                                                         ("perf_irq", "perf_qd1", "kernel_perf", "kernel_perf_qd1")]
     for label in labels:
         pr = r.program(label)
@@ -227,6 +238,16 @@ def main():
     want = pattern(V_RW["seed"], V_RW["lba"] * 512, 16)
     r.check(pr and ("%08x: " % (V_RW["lba"] * 512) + " ".join("%02x" % b for b in want)) in pr.output,
             "dkq-scsi read did not return what dkq-scsi write wrote")
+    if "timeouts" in res:
+        t = res["timeouts"]
+        aborts_seen = r.trace.count("megasas_abort_frame")
+        log(f"throttled target: {t['ios']} reads, {t['timed_out']} timed out, {t['aborts']} ABORT frames "
+            f"({aborts_seen} seen by QEMU), {t['resets']} resets, {t['reissued']} re-issued, "
+            f"{t['double_completions']} double completions")
+        r.check(t["ios"] == 12 and t["double_completions"] == 0 and t["in_flight_after"] == 0,
+                f"timeout run lost or doubled a command: {t}")
+        r.check(t["timed_out"] >= 1 and t["aborts"] >= 1, f"no command timed out against the throttled drive: {t}")
+        r.check(aborts_seen >= 1, "QEMU saw no ABORT frame")
     pr = r.program("inquiry_pd")
     r.check(pr and "physical drive 1 (PD frame): type 0x00 vendor 'QEMU'" in pr.output, "PD SCSI IO INQUIRY")
     pr = r.program("list_1078")
@@ -256,7 +277,7 @@ def main():
                 f" (mean {sum(v) / len(v):.2f})")
 
     # ---- the images: patterns where written, background everywhere else ----------------
-    for d in (d00, d01, d10, d20):
+    for d in (d00, d01, d10, dthr, d20):
         want = bytearray(d.fill(0, d.size))
         for (dd, lba, blocks, seed) in writes:
             if dd is d:
