@@ -11,5 +11,7 @@ mkdir -p "$WORK/corpus"
   "$SRC/tests/fuzz/fuzz_sg.cpp" -o "$WORK/fuzz_sg"
 # A fixed seed keeps a CI failure reproducible; the corpus is kept between runs
 # in the build tree so coverage grows on a developer machine.
+# Crash inputs land in the work dir (not the caller's cwd); rerun one with
+#   $WORK/fuzz_sg $WORK/crash-<sha1>
 exec "$WORK/fuzz_sg" -seed=1 -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 \
-  -print_final_stats=1 "$WORK/corpus"
+  -artifact_prefix="$WORK/" -print_final_stats=1 "$WORK/corpus"
