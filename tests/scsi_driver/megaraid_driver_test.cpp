@@ -437,6 +437,42 @@ TEST(MegaraidDriver, AbortIgnoredLeadsToResetAndReissue) {
   check_roundtrip(r, false);
 }
 
+TEST(MegaraidDriver, CommandReissuedOnceThenFailed) {
+  // A command the device holds through two controller resets: the first
+  // re-posts it (fresh tag), the second fails it (max_reissues = 1), so a
+  // controller that keeps needing resets cannot keep a command alive forever.
+  // It completes exactly once either way.
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  auto buf = r.buffer(4096);
+  counter k;
+  mr::request q;
+  q.kind = mr::op::ld_read;
+  q.blocks = 1;
+  q.data = dkq::dma_region{buf.cpu, buf.device, 512};
+  q.done = counter::done;
+  q.user = &k;
+  r.ctl.hold = true;
+  ASSERT_TRUE(r.drv.submit(q).ok());
+  ASSERT_TRUE(r.drv.reset().ok());
+  EXPECT_EQ(r.drv.stats().reissued, 1u);
+  EXPECT_EQ(k.calls, 0);
+  EXPECT_EQ(r.drv.in_flight(), 1u);
+  ASSERT_TRUE(r.drv.reset().ok());
+  EXPECT_EQ(k.calls, 1);
+  EXPECT_EQ(k.last.code(), errc::io_error);
+  EXPECT_EQ(r.drv.stats().reissued, 1u);
+  EXPECT_EQ(r.drv.stats().failed_by_reset, 1u);
+  EXPECT_EQ(r.drv.in_flight(), 0u);
+  r.ctl.hold = false;
+  r.ctl.step();
+  for (int i = 0; i < 20; ++i) r.drv.poll();
+  EXPECT_EQ(k.calls, 1);
+  check_roundtrip(r, false);  // usable after two resets
+}
+
 TEST(MegaraidDriver, BadRequestsAreErrorsNotUb) {
   rig r;
   mr::options o;

@@ -99,6 +99,7 @@ struct options {
   std::uint32_t bounce_chunk = 64u << 10;
   std::uint32_t bounce_chunks = 256;       // forced 32-bit mode only
   bool reissue_after_reset = true;         // in-flight I/O re-posted after a reset
+  std::uint32_t max_reissues = 1;          // per command; then a reset fails it (no livelock)
   bool nodata_sge = true;                  // no-data CDBs carry a dummy SGE (QEMU >= 5.2)
   int wait_slice_ms = 100;                 // one irq_wait; timeouts checked between
 };
@@ -479,7 +480,7 @@ class controller {
       } else if (timed_out) {
         ++stats_.timeouts;
         finish_slot(t.slot, make_status_completion({errc::timeout, "command timed out; controller was reset"}));
-      } else if (opt_.reissue_after_reset && !s.internal && nre < slot_count_) {
+      } else if (opt_.reissue_after_reset && !s.internal && s.reissues < opt_.max_reissues && nre < slot_count_) {
         reissue[nre++] = t.slot;
       } else {
         ++stats_.failed_by_reset;
@@ -501,6 +502,7 @@ class controller {
       }
       s.cid = *cid;
       s.reissued = true;
+      ++s.reissues;
       s.abort_sent = false;
       auto* h = s.frame.mem.template cpu_at<mfi::frame_header>();
       h->context = *cid;
@@ -530,6 +532,7 @@ class controller {
     bool finished = false;
     bool abort_sent = false;
     bool reissued = false;
+    std::uint32_t reissues = 0;
     std::uint64_t abort_deadline = 0;
     completion result{};
     bool bounced = false;
@@ -890,6 +893,7 @@ class controller {
     s.finished = false;
     s.abort_sent = false;
     s.reissued = false;
+    s.reissues = 0;
     s.bounced = false;
     s.result = completion{};
     if (!internal) ++io_in_flight_;

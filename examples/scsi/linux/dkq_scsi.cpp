@@ -13,7 +13,8 @@
 //                     throttled disk, do not fail the run; double or lost
 //                     completions always do)
 // Common: --pass (READ/WRITE CDBs in pass-through frames instead of LD
-//         read/write frames), --cdb16, --force-32bit (SGL32, control memory
+//         read/write frames), --cdb16, --abort-grace-ms MS (0: reset right
+//         after an ABORT that did not bring the command back), --force-32bit (SGL32, control memory
 //         and bounce buffers below 4 GiB, data buffers placed above 4 GiB on
 //         purpose), --poll | --irq | --hybrid, --qdepth N (controller limit),
 //         --timeout-ms MS, --no-sync (verify)
@@ -62,6 +63,7 @@ struct args {
   dkq::completion_mode mode = dkq::completion_mode::hybrid;
   bool irq = true;
   std::uint64_t timeout_ms = 30000;
+  std::int64_t abort_grace_ms = -1;  // -1: driver default
 };
 
 [[noreturn]] void usage(const char* why = nullptr) {
@@ -76,7 +78,8 @@ struct args {
                "       dkq-scsi verify   <bdf> [--target T|all] --lba L --blocks C [--seed S] [--qd Q] [--bs B]\n"
                "       dkq-scsi perf     <bdf> --target T [--bs B] [--qd Q] [--rw read|write|PCT] [--seq]\n"
                "                         [--time S | --ios N] [--json]\n"
-               "common: --pass --cdb16 --force-32bit --poll|--irq|--hybrid --qdepth N --timeout-ms MS\n");
+               "common: --pass --cdb16 --force-32bit --poll|--irq|--hybrid --qdepth N --timeout-ms MS\n"
+               "        --abort-grace-ms MS --allow-errors (perf)\n");
   std::exit(2);
 }
 
@@ -108,6 +111,7 @@ args parse(int argc, char** argv) {
       std::string m = v();
       a.read_pct = m == "read" ? 100 : m == "write" ? 0 : std::atoi(m.c_str());
     } else if (o == "--timeout-ms") a.timeout_ms = num();
+    else if (o == "--abort-grace-ms") a.abort_grace_ms = static_cast<std::int64_t>(num());
     else if (o == "--seq") a.seq = true;
     else if (o == "--json") a.json = true;
     else if (o == "--pass") a.pass = true;
@@ -221,6 +225,7 @@ int open_session(session& s, const args& a, const std::string& bdf) {
   o.mode = a.mode;
   o.queue_depth = a.qdepth;
   o.command_timeout_ns = a.timeout_ms * 1000000ull;
+  if (a.abort_grace_ms >= 0) o.abort_grace_ns = static_cast<std::uint64_t>(a.abort_grace_ms) * 1000000ull;
   status st = s.ctrl->start(*s.plat, o);
   if (!st) {
     s.ctrl.reset();

@@ -143,6 +143,11 @@ def main():
           label="verify_32bit", timeout=120)
     s.run("dkq_scsi", "perf", mr1.bdf, "--target", 1, "--bs", 4096, "--qd", 4, "--rw", "read", "--ios", 12,
           "--timeout-ms", 300, "--allow-errors", "--json", label="timeouts", timeout=120)
+    # The same with no grace after ABORT: the driver resets the controller
+    # (abort-all + READY doorbell, firmware to READY, INIT again) and re-posts
+    # what was in flight - the reset path against QEMU's model.
+    s.run("dkq_scsi", "perf", mr1.bdf, "--target", 1, "--bs", 4096, "--qd", 4, "--rw", "read", "--ios", 12,
+          "--timeout-ms", 300, "--abort-grace-ms", 0, "--allow-errors", "--json", label="resets", timeout=120)
     s.run("dkq_scsi", "list", mr2.bdf, label="list_1078")
     s.run("dkq_scsi", "verify", mr2.bdf, "--target", "all", *rng(V_1078), "--qd", 8, label="verify_1078", timeout=120)
     # Performance: dkq-scsi and megaraid_sas alternate twice on the same
@@ -219,7 +224,7 @@ def main():
 
     # ---- reply queue wraps -----------------------------------------------------------------
     res = {}
-    labels = ["wrap", "timeouts", "perf_hybrid", "perf_polled"] + [f"{p}_{k}" for k in (1, 2) for p in
+    labels = ["wrap", "timeouts", "resets", "perf_hybrid", "perf_polled"] + [f"{p}_{k}" for k in (1, 2) for p in
                                                         ("perf_irq", "perf_qd1", "kernel_perf", "kernel_perf_qd1")]
     for label in labels:
         pr = r.program(label)
@@ -248,6 +253,13 @@ def main():
                 f"timeout run lost or doubled a command: {t}")
         r.check(t["timed_out"] >= 1 and t["aborts"] >= 1, f"no command timed out against the throttled drive: {t}")
         r.check(aborts_seen >= 1, "QEMU saw no ABORT frame")
+    if "resets" in res:
+        t = res["resets"]
+        log(f"throttled target, no abort grace: {t['ios']} reads, {t['timed_out']} timed out, {t['aborts']} aborts, "
+            f"{t['resets']} controller resets, {t['reissued']} re-issued, {t['double_completions']} double completions")
+        r.check(t["ios"] == 12 and t["double_completions"] == 0 and t["in_flight_after"] == 0,
+                f"reset run lost or doubled a command: {t}")
+        r.check(t["resets"] >= 1, f"no controller reset happened: {t}")
     pr = r.program("inquiry_pd")
     r.check(pr and "physical drive 1 (PD frame): type 0x00 vendor 'QEMU'" in pr.output, "PD SCSI IO INQUIRY")
     pr = r.program("list_1078")
