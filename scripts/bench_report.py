@@ -275,9 +275,25 @@ def comparison_cases(results, baseline):
         key = tuple(r.params)
         case = cases.setdefault(key, Case(r.family, r.params))
         case.impls[r.impl] = r
-    # Keep only families where the baseline takes part.
-    return OrderedDict((f, c) for f, c in fams.items()
-                       if any(baseline in cs.impls for cs in c.values()))
+    # Stable order whatever order the runs came in (random interleaving
+    # shuffles them): known families first, then by name; cases by their
+    # parameters with numbers compared as numbers.
+    def natural(params):
+        key = []
+        for p in params:
+            for part in re.split(r"(\d+)", p):
+                key.append((0, int(part), "") if part.isdigit() else (1, 0, part))
+        return key
+
+    order = list(FAMILY_TITLES)
+    fam_names = sorted(fams, key=lambda f: (order.index(f) if f in order else len(order), f))
+    out = OrderedDict()
+    for f in fam_names:
+        cases = fams[f]
+        if not any(baseline in cs.impls for cs in cases.values()):
+            continue  # only families where the baseline takes part
+        out[f] = OrderedDict(sorted(cases.items(), key=lambda kv: natural(kv[1].params)))
+    return out
 
 
 def peers_of(case, baseline):
