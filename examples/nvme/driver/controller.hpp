@@ -47,26 +47,32 @@
 
 namespace dkq::nvme_driver {
 
-// Shadow doorbells: QEMU 7.2 (Debian bookworm's QEMU, the one our VM tests
-// run) stalls Linux's own driver at QD32 when they are on (VM-NOTES.md). Our
-// reading of hw/nvme/ctrl.c of that era: the controller never writes the CQ
-// EventIdx (only the SQ one, after processing a submission queue), so a host
-// that honours EventIdx for the CQ head skips the head doorbell and the
-// controller keeps CQ slots "in use" until some later register write
-// (qemu-devel, June 2022 review of "hw/nvme: Implement shadow doorbell buffer
-// support"; fixed upstream by "hw/nvme: fix missing cq eventidx update"), and
-// its EventIdx store / shadow re-read pair had no full barrier between them
-// ("hw/nvme: add missing memory barriers"), the Dekker race on an SMP host.
-// So: `automatic` turns shadow doorbells off on QEMU's NVMe (1b36:0010) and on
-// elsewhere when OACS says so; `on` forces them and, on QEMU, writes the CQ
-// head register every time (shadow word kept current: db_mode::shadow_always)
-// so the missing CQ EventIdx cannot bite; the SQ tail uses EventIdx.
+// Shadow doorbells: QEMU 7.2 (Debian bookworm's, the one our VM tests run)
+// stalled Linux's own driver at QD32 with them on (VM-NOTES.md: io_uring, 4
+// of 5 runs). What we checked (docs/nvme.md has the details): the known QEMU
+// bug of that era - the controller never writing the CQ EventIdx, so a host
+// honouring it skips CQ head doorbells ("hw/nvme: fix missing cq eventidx
+// update") - is backported in this 7.2 stable build (we read the CQ EventIdx
+// word move after runs); Linux's driver with AIO (3 x 10 s) and ours with both
+// doorbells through EventIdx (--shadow strict, 4 x 5 s) did not stall. The
+// stall is therefore not explained, and with doorbell batching shadow
+// doorbells save nothing at QD32 (QEMU has drained the queue whenever we
+// ring). So: `automatic` turns them off on QEMU's NVMe (1b36:0010) and on
+// elsewhere when OACS says so; `on` forces them and, on QEMU, still writes the
+// CQ head register every time (shadow word kept current first:
+// db_mode::shadow_always), the conservative choice for a CQ-side defect;
+// options::qemu_cq_head_register = false ("--shadow strict") sends the CQ
+// head through EventIdx too. A lost doorbell of any cause still ends in the
+// timeout -> abort -> reset path, never in a hang.
 enum class shadow_mode : std::uint8_t { automatic, on, off };
 
 struct options {
   int bar = 0;                          // NVMe MLBAR/MUBAR is BAR 0/1 by the spec
   std::uint32_t admin_entries = 32;
   shadow_mode shadow = shadow_mode::automatic;
+  // With shadow doorbells on QEMU: also write the CQ head register every time
+  // (see shadow_mode). false = CQ head through EventIdx too, for experiments.
+  bool qemu_cq_head_register = true;
   bool use_sgl = true;                  // when the controller supports SGLs
   std::uint32_t sgl_threshold = 32 * 1024;
   std::uint32_t io_timeout_ms = 5000;   // per command
@@ -367,6 +373,19 @@ class controller {
   }
   std::uint32_t io_queues_granted() const noexcept { return queues_granted_; }
   bool shadow_doorbells() const noexcept { return dbbuf_on_; }
+  // Queue `qid`'s words in the Doorbell Buffer Config pages, as they are now
+  // (for diagnostics: does the controller keep the EventIdx words current?).
+  struct shadow_words {
+    std::uint32_t sq_shadow, sq_eventidx, cq_shadow, cq_eventidx;
+  };
+  shadow_words shadow_state(std::uint16_t qid) const noexcept {
+    if (!dbbuf_on_) return {};
+    const std::size_t stride = std::size_t{1} << cap_.dstrd;
+    const auto* sh = dbbuf_.cpu_at<const std::uint32_t>();
+    const auto* ei = dbbuf_.cpu_at<const std::uint32_t>(4096);
+    const std::size_t sq = 2u * qid * stride, cq = (2u * qid + 1u) * stride;
+    return {load_acquire(&sh[sq]), load_acquire(&ei[sq]), load_acquire(&sh[cq]), load_acquire(&ei[cq])};
+  }
   const char* shadow_reason() const noexcept { return shadow_reason_; }
   std::uint64_t max_transfer() const noexcept { return max_transfer_; }
   bool uses_sgl() const noexcept { return dptr_.caps.supported; }
@@ -806,7 +825,7 @@ class controller {
       return ok_status;
     }
     if (opt_.shadow == shadow_mode::automatic && is_qemu()) {
-      shadow_reason_ = "off (QEMU 1b36:0010: its 7.x shadow-doorbell handling can stall hosts; --shadow on forces)";
+      shadow_reason_ = "off (QEMU 1b36:0010: Linux stalled with them on QEMU 7.2, see docs/nvme.md; --shadow on forces)";
       return ok_status;
     }
     // The pages must be zero: stale values from a previous life would be read
@@ -841,7 +860,8 @@ class controller {
       shadow[sqw] = 0;
       shadow[cqw] = 0;
       sq_db.set_shadow(&shadow[sqw], &ei[sqw], db_mode::shadow);
-      cq_db.set_shadow(&shadow[cqw], &ei[cqw], is_qemu() ? db_mode::shadow_always : db_mode::shadow);
+      cq_db.set_shadow(&shadow[cqw], &ei[cqw],
+                       is_qemu() && opt_.qemu_cq_head_register ? db_mode::shadow_always : db_mode::shadow);
     }
     if (reinit) {
       q.sq_mmio_base_ += q.sq_db_mmio();

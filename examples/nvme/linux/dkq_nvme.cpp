@@ -11,7 +11,7 @@
 //   dkq-nvme reset    <bdf> --ns N [--qd Q]      reset with reads in flight
 //   dkq-nvme perf     <bdf> --ns N [--bs B] [--qd Q] [--rw read|write|MIX%] [--seq]
 //                     [--threads T] [--irq | --hybrid [--spin N]] [--no-batch] [--time S | --ios N] [--json]
-// Common: --shadow auto|on|off, --no-sgl, --timeout-ms MS, --trace-expect
+// Common: --shadow auto|on|strict|off, --no-sgl, --timeout-ms MS, --trace-expect
 //
 // The driver core (../driver) does the NVMe work; this file is the shell:
 // argument parsing, buffers, threads, interrupts as eventfds, signals, output.
@@ -86,7 +86,7 @@ struct args {
                "       dkq-nvme reset  <bdf> --ns N [--qd Q]   (controller reset with reads in flight)\n"
                "       dkq-nvme perf   <bdf> --ns N [--bs B] [--qd Q] [--rw read|write|PCT] [--seq]\n"
                "                       [--threads T] [--irq | --hybrid [--spin N]] [--no-batch] [--time S | --ios N] [--json]\n"
-               "common: --shadow auto|on|off  --no-sgl  --timeout-ms MS  --trace-expect\n");
+               "common: --shadow auto|on|strict|off  --no-sgl  --sgl-threshold B  --timeout-ms MS  --trace-expect\n");
   std::exit(2);
 }
 
@@ -155,7 +155,10 @@ args parse(int argc, char** argv) {
       if (v == "on") a.opt.shadow = drv::shadow_mode::on;
       else if (v == "off") a.opt.shadow = drv::shadow_mode::off;
       else if (v == "auto") a.opt.shadow = drv::shadow_mode::automatic;
-      else usage("--shadow takes auto, on or off");
+      else if (v == "strict") {  // on, and the CQ head through EventIdx even on QEMU
+        a.opt.shadow = drv::shadow_mode::on;
+        a.opt.qemu_cq_head_register = false;
+      } else usage("--shadow takes auto, on, strict or off");
     } else {
       std::fprintf(stderr, "dkq-nvme: unknown option %s\n", argv[i]);
       usage();
@@ -885,6 +888,9 @@ int cmd_perf(session& s, const args& a) {
   const double iops = static_cast<double>(total) / secs;
   const double mbps = iops * a.bs / 1e6;
   const double dpc = cmds ? static_cast<double>(sqdb) / static_cast<double>(cmds) : 0;
+  // With shadow doorbells: the controller-written EventIdx words of queue 1
+  // after the run (0 for the CQ would mean the controller never updates it).
+  const auto sw = s.ctrl->shadow_state(s.queues[0]->qid());
   if (a.json) {
     std::printf(
         "{\"device\":\"%s\",\"ns\":%u,\"bs\":%u,\"qd\":%u,\"threads\":%u,\"read_pct\":%d,\"pattern\":\"%s\","
@@ -892,14 +898,15 @@ int cmd_perf(session& s, const args& a) {
         ",\"reads\":%" PRIu64 ",\"writes\":%" PRIu64 ",\"errors\":%" PRIu64
         ",\"iops\":%.0f,\"mb_per_s\":%.2f,\"lat_us\":{\"mean\":%.2f,\"p50\":%.2f,\"p90\":%.2f,\"p99\":%.2f,"
         "\"p99_9\":%.2f,\"max\":%.2f},\"sq_doorbell_writes\":%" PRIu64 ",\"cq_doorbell_writes\":%" PRIu64
-        ",\"commands\":%" PRIu64 ",\"sq_doorbells_per_command\":%.4f,\"reset_needed\":%s}\n",
+        ",\"commands\":%" PRIu64 ",\"sq_doorbells_per_command\":%.4f,\"reset_needed\":%s,"
+        "\"shadow\":{\"sq_tail\":%u,\"sq_eventidx\":%u,\"cq_head\":%u,\"cq_eventidx\":%u}}\n",
         a.bdf.c_str(), n->nsid, a.bs, a.qd, a.threads, a.read_pct, a.seq ? "sequential" : "random",
         a.hybrid ? "hybrid" : a.irq ? "interrupts" : "polled", a.batch ? "true" : "false", s.ctrl->shadow_doorbells() ? "true" : "false",
         secs, total, reads, writes, errors, iops, mbps,
         all.n ? static_cast<double>(all.sum) / static_cast<double>(all.n) / 1e3 : 0.0, static_cast<double>(all.pct(50)) / 1e3,
         static_cast<double>(all.pct(90)) / 1e3, static_cast<double>(all.pct(99)) / 1e3,
         static_cast<double>(all.pct(99.9)) / 1e3, static_cast<double>(all.max) / 1e3, sqdb, cqdb, cmds, dpc,
-        needs_reset ? "true" : "false");
+        needs_reset ? "true" : "false", sw.sq_shadow, sw.sq_eventidx, sw.cq_shadow, sw.cq_eventidx);
   } else {
     std::printf("perf %s ns %u: %u B %s %s, QD %u x %u thread(s), %s, batching %s, shadow doorbells %s\n",
                 a.bdf.c_str(), n->nsid, a.bs, a.seq ? "sequential" : "random",
