@@ -113,13 +113,15 @@ class Result:
         self.reps: list[dict] = []
         self.median_aggregate: dict | None = None
         self.errors: list[str] = []
+        self.had_raw = False  # individual repetitions were in the input
         self.time_unit = "ns"
 
     def _values(self, key):
         vals = [r[key] for r in self.reps if isinstance(r.get(key), (int, float))]
         if vals:
             return vals
-        if self.median_aggregate and isinstance(self.median_aggregate.get(key), (int, float)):
+        if (not self.had_raw and self.median_aggregate and
+                isinstance(self.median_aggregate.get(key), (int, float))):
             return [self.median_aggregate[key]]
         return []
 
@@ -135,7 +137,7 @@ class Result:
     @property
     def error(self):
         """An error message when no repetition succeeded (else None)."""
-        if self.errors and not self.reps and not self.median_aggregate:
+        if self.errors and not self.reps and (self.had_raw or not self.median_aggregate):
             return self.errors[0]
         return None
 
@@ -161,6 +163,10 @@ class Result:
         return None
 
 
+# Comparison (impl:) repetitions with fewer iterations are discarded (see
+# load()); plain families keep whatever they ran.
+MIN_ITERATIONS = 100
+
 UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
@@ -176,12 +182,18 @@ def load(paths):
             run_name = b.get("run_name") or re.sub(r"_(mean|median|stddev|cv)$", "", b["name"])
             res = results.setdefault(run_name, Result(run_name))
             res.time_unit = b.get("time_unit", res.time_unit)
+            raw = b.get("run_type") != "aggregate"
+            res.had_raw = res.had_raw or raw
             if b.get("error_occurred"):
                 res.errors.append(b.get("error_message", "error"))
-                continue
-            if b.get("run_type") == "aggregate":
+            elif not raw:
                 if b.get("aggregate_name") == "median":
                     res.median_aggregate = b
+            elif res.impl is not None and b.get("iterations", MIN_ITERATIONS) < MIN_ITERATIONS:
+                # Google Benchmark reuses the first repetition's iteration
+                # count for the others; if that repetition was cut short
+                # (aborted), all of them are too short to mean anything.
+                res.errors.append(f"only {b.get('iterations')} iterations")
             else:
                 res.reps.append(b)
     return context, results
@@ -503,12 +515,15 @@ def make_chart(fams, baseline, path):
     if n == 0:
         return "chart skipped: no comparison families"
     fig, axes = plt.subplots(n, 1, figsize=(13, 3.6 * n), squeeze=False)
+    # One colour per implementation across all panels: baseline first, then
+    # the others in name order.
+    every = sorted({i for cases in fams.values() for c in cases.values() for i in c.impls},
+                   key=lambda i: (i != baseline, i))
+    palette = plt.get_cmap("tab10")
+    colour = {impl: palette(k % 10) for k, impl in enumerate(every)}
     for ax, (fam, cases) in zip(axes[:, 0], fams.items()):
-        impls = []
-        for c in cases.values():
-            for i in c.impls:
-                if i not in impls:
-                    impls.append(i)
+        present = {i for c in cases.values() for i in c.impls}
+        impls = [i for i in every if i in present]
         labels = [case_label(c.params) for c in cases.values()]
         width = 0.8 / max(1, len(impls))
         for k, impl in enumerate(impls):
@@ -520,7 +535,7 @@ def make_chart(fams, baseline, path):
                     xs.append(j + (k - (len(impls) - 1) / 2) * width)
                     ys.append(t / 1e6)
             style = {"edgecolor": "black", "linewidth": 1.2} if impl == baseline else {}
-            ax.bar(xs, ys, width=width, label=impl, **style)
+            ax.bar(xs, ys, width=width, label=impl, color=colour[impl], **style)
         ax.set_yscale("log")
         ax.set_ylabel("M items/s (log)")
         ax.set_title(FAMILY_TITLES.get(fam, fam), fontsize=10)
