@@ -14,7 +14,7 @@ cmake --build "$work" -j2
 # Check that what we run really is arm64 code.
 aarch64-linux-gnu-readelf -h "$work/ring_test" | grep -q 'AArch64' || { echo "ring_test is not an aarch64 binary"; exit 1; }
 export DKQ_STRESS_ITEMS=${DKQ_STRESS_ITEMS:-20000}
-for t in base_test ring_test ring_stress_test; do
+for t in base_test ring_test ring_stress_test queue_test; do
   echo "== qemu-aarch64 $t"
   # Death tests fork; under qemu-user they are slow and noisy, so they are
   # filtered out here (they run natively in the main suite).
