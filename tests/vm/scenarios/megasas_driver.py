@@ -247,7 +247,7 @@ def main():
         t = res["timeouts"]
         aborts_seen = r.trace.count("megasas_abort_frame")
         log(f"throttled target: {t['ios']} reads, {t['timed_out']} timed out, {t['aborts']} ABORT frames "
-            f"({aborts_seen} seen by QEMU), {t['resets']} resets, {t['reissued']} re-issued, "
+            f"(megasas_abort_frame in the whole trace: {aborts_seen}, with the resets run and megaraid_sas), {t['resets']} resets, {t['reissued']} re-issued, "
             f"{t['double_completions']} double completions")
         r.check(t["ios"] == 12 and t["double_completions"] == 0 and t["in_flight_after"] == 0,
                 f"timeout run lost or doubled a command: {t}")
