@@ -77,6 +77,16 @@ TARGETS = {
 }
 INFORMATIONAL = {"dkq_zc"}
 
+# Column order for known implementations; others follow in name order, and
+# informational rows come last.
+IMPL_ORDER = ["dkq", "rte_ring", "boost_spsc", "moodycamel_rwq", "atomic_queue", "moodycamel_cq",
+              "boost_queue", "tbb_bounded"]
+
+
+def impl_key(name):
+    return (name in INFORMATIONAL,
+            IMPL_ORDER.index(name) if name in IMPL_ORDER else len(IMPL_ORDER), name)
+
 
 # ---------------------------------------------------------------------------
 # Loading
@@ -349,11 +359,7 @@ def evaluate(case, baseline):
 def comparison_section(family, cases, baseline):
     title = FAMILY_TITLES.get(family, family)
     lines = [f"### {title}", ""]
-    all_impls = []
-    for c in cases.values():
-        for i in c.impls:
-            if i not in all_impls:
-                all_impls.append(i)
+    all_impls = sorted({i for c in cases.values() for i in c.impls}, key=impl_key)
     peers = [i for i in all_impls if i != baseline]
     show_full = any("full_per_kitem" in (c.impls.get(baseline).counter_names()
                                           if c.impls.get(baseline) else [])
@@ -399,7 +405,7 @@ def comparison_section(family, cases, baseline):
           "reps"]
     rows2 = []
     for c in cases.values():
-        for name, r in c.impls.items():
+        for name, r in sorted(c.impls.items(), key=lambda kv: impl_key(kv[0])):
             if r.error:
                 rows2.append([case_label(c.params), name, "error: " + r.error, "", "", "", "", ""])
                 continue
@@ -518,7 +524,7 @@ def make_chart(fams, baseline, path):
     # One colour per implementation across all panels: baseline first, then
     # the others in name order.
     every = sorted({i for cases in fams.values() for c in cases.values() for i in c.impls},
-                   key=lambda i: (i != baseline, i))
+                   key=lambda i: (i != baseline, impl_key(i)))
     palette = plt.get_cmap("tab10")
     colour = {impl: palette(k % 10) for k, impl in enumerate(every)}
     for ax, (fam, cases) in zip(axes[:, 0], fams.items()):
