@@ -113,7 +113,7 @@ def main():
     # Deallocate completes; the raw file keeps its bytes (QEMU's default
     # discard=ignore), so the image is not checked there.
     s.run("dkq_nvme", "trim", n0, "--ns", 1, "--lba", 7000, "--blocks", 16, te, label="deallocate")
-    perf = ["perf", n0, "--ns", 2, "--bs", 4096, "--qd", 32, "--time", 3, "--json", te]
+    perf = ["perf", n0, "--ns", 2, "--bs", 4096, "--qd", 32, "--time", 2, "--json", te]
     s.run("dkq_nvme", *perf, label="perf_batched", timeout=90)
     s.run("dkq_nvme", *perf, "--no-batch", label="perf_unbatched", timeout=90)
     # Shadow doorbells are measured unbatched: at QD32 with batching the host
