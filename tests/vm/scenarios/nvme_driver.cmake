@@ -16,6 +16,7 @@ foreach(sc nvme_driver nvme_interop)
             --prog nvme_handback=${CMAKE_CURRENT_SOURCE_DIR}/scenarios/nvme_handback.sh
             --prog nvme_sigterm=${CMAKE_CURRENT_SOURCE_DIR}/scenarios/nvme_sigterm.sh
             --prog nvme_errors=${CMAKE_CURRENT_SOURCE_DIR}/scenarios/nvme_errors.sh
+            --prog nvme_timeout=${CMAKE_CURRENT_SOURCE_DIR}/scenarios/nvme_timeout.sh
             --prog dkq_pci=$<TARGET_FILE:vm_dkq_pci>)
   set_tests_properties(vm_${sc} PROPERTIES LABELS vm TIMEOUT 520 PROCESSORS 1
                        ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")

@@ -93,6 +93,14 @@ def main():
 
     # A third controller nobody binds: dkq-nvme must say how to bind it.
     nvme2 = s.nvme("nvme2", slot=6, namespaces=[s.disk("nvme2n1", mib=1)], bind=False)
+    # A fourth controller whose namespace is throttled to 2 I/Os per second
+    # (QEMU throttle group), so commands time out inside the device.
+    slow = s.disk("nvme3n1", mib=1)
+    nvme3 = s.nvme("nvme3", slot=7, namespaces=[], serial="dkq-slow", props="mdts=1")
+    nvme3.qemu_args += ["-object", "throttle-group,id=tg0,x-iops-total=2,x-iops-total-max=2",
+                        "-blockdev", f"driver=file,filename={slow.path},node-name=slowfile",
+                        "-blockdev", "driver=throttle,throttle-group=tg0,file=slowfile,node-name=slow",
+                        "-device", "nvme-ns,drive=slow,bus=nvme3,nsid=1"]
     n0 = nvme0.bdf
     te = "--trace-expect"
     # verify ranges: ns1 1500 KiB at LBA 104 (94 commands of <= 16 KiB), ns2
@@ -132,6 +140,7 @@ def main():
     s.run("dkq_nvme", "reset", n0, "--ns", 2, "--qd", 32, te, label="reset_in_flight")
     s.run("nvme_sigterm", n0, "--ns", 2, "--qd", 32, "--irq", te, label="sigterm")
     s.run("nvme_errors", n0, nvme2.bdf, te, label="user_errors")
+    s.run("nvme_timeout", nvme3.bdf, te, label="timeouts", timeout=90)
     # The injected EIO: QEMU traces the failed command's status with
     # pci_nvme_err_req_status. That is the device reporting a media error we
     # asked for, not a protocol error; exactly one read fails.
