@@ -776,26 +776,19 @@ void perf_thread(session& s, const args& a, const drv::namespace_info& n, worker
     std::uint32_t drain(std::uint32_t budget) noexcept { return q->poll(budget, *h); }
     void flush() noexcept { (void)q->ring(); }
   } adapter{&q, &handler};
-  struct eventfd_waiter {
-    int fd;
-    void arm(std::uint16_t) noexcept {}  // MSI-X eventfds stay armed
-    void disarm(std::uint16_t) noexcept {}
-    std::uint32_t wait(std::uint16_t) noexcept {
-      pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 10) <= 0) return 0;  // 10 ms: the timeout scan must run
-      std::uint64_t c = 0;
-      return ::read(fd, &c, sizeof c) == static_cast<ssize_t>(sizeof c) ? static_cast<std::uint32_t>(c) : 0;
-    }
-  } waiter{q.interrupts() ? s.dev->irq().eventfd(q.vector()) : -1};
-  dkq::interrupt_dispatcher<1, 1> disp;
+  // The VFIO backend's waiter: this vector's eventfd, 10 ms at most so the
+  // timeout scan keeps running while the device is silent.
+  vfio::eventfd_waiter waiter{s.dev->irq(), 10};
+  const std::uint16_t vec = q.vector();  // polled queues: 0, never waited on
+  dkq::interrupt_dispatcher<17, 1> disp;  // --threads <= 16, vectors 1..16
   disp.set_budget(a.qd);
-  (void)disp.bind(0, dkq::completion_target::of(adapter));
+  (void)disp.bind(vec, dkq::completion_target::of(adapter));
   const dkq::completion_mode mode = !q.interrupts() ? dkq::completion_mode::polled
                                     : a.hybrid      ? dkq::completion_mode::hybrid
                                                     : dkq::completion_mode::interrupt;
   std::uint32_t idle = 0;
   while (q.in_flight() > 0) {
-    if (disp.run_once(0, mode, waiter, a.spin_polls) == 0) {
+    if (disp.run_once(vec, mode, waiter, a.spin_polls) == 0) {
       if ((++idle & 1023) == 0 || mode != dkq::completion_mode::polled) {
         q.check_timeouts(handler);
         if (q.needs_reset()) {
