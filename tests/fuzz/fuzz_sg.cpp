@@ -10,9 +10,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
+#include <map>
 #include <vector>
 
 #include "dkq/dma/constraints.hpp"
+#include "dkq/dma/iova.hpp"
 #include "dkq/nvme/prp.hpp"
 #include "dkq/nvme/sgl.hpp"
 #include "dkq/scsi/mfi_sgl.hpp"
@@ -32,11 +35,11 @@ namespace {
 // Accepted/total inputs per builder; printed at exit when DKQ_FUZZ_STATS is
 // set, to confirm the fuzzer reaches the success paths the checkers inspect.
 struct stats {
-  unsigned long accepted[6] = {}, total[6] = {};
+  unsigned long accepted[7] = {}, total[7] = {};
   ~stats() {
     if (std::getenv("DKQ_FUZZ_STATS") == nullptr) return;
-    const char* names[6] = {"split", "prp", "sgl", "policy", "mfi", "ieee"};
-    for (int i = 0; i < 6; ++i) std::fprintf(stderr, "%-7s accepted %lu of %lu\n", names[i], accepted[i], total[i]);
+    const char* names[7] = {"split", "prp", "sgl", "policy", "mfi", "ieee", "iova"};
+    for (int i = 0; i < 7; ++i) std::fprintf(stderr, "%-7s accepted %lu of %lu\n", names[i], accepted[i], total[i]);
   }
 } g_stats;
 int g_which = 0;
@@ -286,11 +289,82 @@ void fuzz_ieee(FuzzedDataProvider& in) {
   accepted();
 }
 
+// IOVA allocator under arbitrary alloc/free sequences, against a model of
+// the live ranges: alignment, window, no overlap, exact byte accounting,
+// sorted/disjoint/coalesced free extents, double frees rejected.
+void fuzz_iova(FuzzedDataProvider& in) {
+  const std::uint64_t g = 4096;
+  const std::uint64_t base = in.ConsumeIntegralInRange<std::uint64_t>(0, 1 << 20) * g;
+  const std::uint64_t size = in.ConsumeIntegralInRange<std::uint64_t>(1, 4096) * g;
+  dkq::iova_allocator a;
+  if (!a.init(dev_addr{base}, size, g, in.ConsumeIntegralInRange<std::uint32_t>(1, 64)).ok())
+    violation("iova", "init of a valid space failed");
+  std::map<std::uint64_t, std::uint64_t> live;
+  std::uint64_t live_bytes = 0;
+  for (int op = 0; op < 400 && in.remaining_bytes() > 0; ++op) {
+    const int kind = in.ConsumeIntegralInRange<int>(0, 3);
+    if (kind <= 1 || live.empty()) {
+      const std::uint64_t sz = in.ConsumeIntegralInRange<std::uint64_t>(1, 64 * g);
+      const std::uint64_t al = g << in.ConsumeIntegralInRange<unsigned>(0, 6);
+      const std::uint64_t lo = in.ConsumeBool() ? 0 : base + in.ConsumeIntegralInRange<std::uint64_t>(0, size);
+      const std::uint64_t hi = in.ConsumeBool() ? dkq::iova_allocator::no_limit
+                                                : base + in.ConsumeIntegralInRange<std::uint64_t>(0, size);
+      auto r = a.alloc(sz, al, lo, hi);
+      if (!r) {
+        expect_code(r.error(), {errc::no_space}, "iova alloc");
+        continue;
+      }
+      const std::uint64_t at = r->value(), len = (sz + g - 1) / g * g;
+      if (at % al != 0) violation("iova", "allocation not aligned");
+      if (at < lo || at + len > hi) violation("iova", "allocation outside the window");
+      if (at < base || at + len > base + size) violation("iova", "allocation outside the space");
+      auto it = live.lower_bound(at);
+      if (it != live.end() && it->first < at + len) violation("iova", "allocation overlaps a live range");
+      if (it != live.begin() && std::prev(it)->first + std::prev(it)->second > at)
+        violation("iova", "allocation overlaps a live range");
+      live[at] = len;
+      live_bytes += len;
+    } else if (kind == 2) {
+      auto it = live.begin();
+      std::advance(it, static_cast<long>(in.ConsumeIntegralInRange<std::size_t>(0, live.size() - 1)));
+      const std::uint64_t at = it->first, len = it->second;
+      auto s = a.free(dev_addr{at}, len);
+      if (!s) {
+        expect_code(s, {errc::no_space}, "iova free");  // extent table full: still allocated
+        continue;
+      }
+      live.erase(it);
+      live_bytes -= len;
+      if (a.free(dev_addr{at}, len).ok()) violation("iova", "double free accepted");
+    } else {
+      // A free of a range that is (partly) free already must be refused.
+      const std::uint32_t n = a.free_extents();
+      if (n == 0) continue;
+      const dma_segment e = a.free_extent(in.ConsumeIntegralInRange<std::uint32_t>(0, n - 1));
+      if (a.free(e.addr, g).ok()) violation("iova", "free of free space accepted");
+    }
+    if (a.free_bytes() + live_bytes != size) violation("iova", "byte accounting");
+    std::uint64_t prev_end = 0;
+    for (std::uint32_t i = 0; i < a.free_extents(); ++i) {
+      const dma_segment e = a.free_extent(i);
+      const std::uint64_t s0 = e.addr.value(), e0 = s0 + e.len;
+      if (e.len == 0 || s0 < base || e0 > base + size) violation("iova", "free extent outside the space");
+      if (i > 0 && s0 <= prev_end) violation("iova", "free extents unsorted, overlapping or not coalesced");
+      auto it = live.lower_bound(s0);
+      if (it != live.end() && it->first < e0) violation("iova", "free extent overlaps a live range");
+      if (it != live.begin() && std::prev(it)->first + std::prev(it)->second > s0)
+        violation("iova", "free extent overlaps a live range");
+      prev_end = e0;
+    }
+  }
+  accepted();
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   FuzzedDataProvider in(data, size);
-  g_which = in.ConsumeIntegralInRange<int>(0, 5);
+  g_which = in.ConsumeIntegralInRange<int>(0, 6);
   ++g_stats.total[g_which];
   switch (g_which) {
     case 0: fuzz_split(in); break;
@@ -298,7 +372,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case 2: fuzz_sgl(in); break;
     case 3: fuzz_policy(in); break;
     case 4: fuzz_mfi(in); break;
-    default: fuzz_ieee(in); break;
+    case 5: fuzz_ieee(in); break;
+    default: fuzz_iova(in); break;
   }
   return 0;
 }
