@@ -75,7 +75,7 @@ TARGETS = {
     "mpsc_stream": {"against": ["rte_ring", "moodycamel_cq"], "ratio": 1.0},
     "mpmc_stream": {"against": ["rte_ring", "moodycamel_cq"], "ratio": 1.0},
 }
-INFORMATIONAL = {"dkq_zc"}
+INFORMATIONAL = {"dkq_zc", "dkq_spsc_per_producer"}
 
 # Column order for known implementations; others follow in name order, and
 # informational rows come last.
@@ -183,11 +183,15 @@ UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 def load(paths):
     results: "OrderedDict[str, Result]" = OrderedDict()
     context = {}
+    runs = []
     for path in paths:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
+        ctx = data.get("context", {})
         if not context:
-            context = data.get("context", {})
+            context = dict(ctx)
+        runs.append((os.path.basename(path), ctx.get("date", "?"), ctx.get("load_avg"),
+                     ctx.get("dkq_nice")))
         for b in data.get("benchmarks", []):
             run_name = b.get("run_name") or re.sub(r"_(mean|median|stddev|cv)$", "", b["name"])
             res = results.setdefault(run_name, Result(run_name))
@@ -206,6 +210,9 @@ def load(paths):
                 res.errors.append(f"only {b.get('iterations')} iterations")
             else:
                 res.reps.append(b)
+    # Several files (runs of the same binary) are pooled: medians are taken
+    # over all their repetitions. Each run's date and load are listed.
+    context["dkq_runs"] = runs
     return context, results
 
 
@@ -498,6 +505,12 @@ def machine_section(ctx):
             if isinstance(v, list):
                 v = ", ".join(f"{x:.2f}" if isinstance(x, float) else str(x) for x in v)
             rows.append([label, str(v).strip()])
+    runs = ctx.get("dkq_runs") or []
+    if len(runs) > 1:
+        for name, date, load, nice in runs:
+            load_s = ", ".join(f"{x:.2f}" for x in load) if isinstance(load, list) else "?"
+            rows.append([f"run {name}", f"{date}, load average {load_s}, nice {nice}"])
+        rows = [r for r in rows if r[0] not in ("load average at start", "date", "nice level")]
     lines.append("| | |")
     lines.append("|---|---|")
     for k, v in rows:

@@ -508,7 +508,7 @@ void register_all() {
                        DKQ_AQ(mode::spsc)>();
   for (std::uint32_t batch : {1u, 32u}) {
     add_mp_all<mode::mpsc, dkq_impl<mode::mpsc> DKQ_RTE(mode::mpsc) DKQ_CQ DKQ_AQ(mode::mpsc)
-                               DKQ_BOOST_Q DKQ_TBB>(case_cfg{1024, batch, 2, 1});
+                               DKQ_BOOST_Q DKQ_TBB, dkq_fanin_impl<2>>(case_cfg{1024, batch, 2, 1});
     add_mp_all<mode::mpmc, dkq_impl<mode::mpmc> DKQ_RTE(mode::mpmc) DKQ_CQ DKQ_AQ(mode::mpmc)
                                DKQ_BOOST_Q DKQ_TBB>(case_cfg{1024, batch, 2, 2});
   }
