@@ -1,7 +1,8 @@
 # Installs dkq into a scratch prefix, then configures and builds a consumer
 # project that uses find_package(dkq CONFIG) and target dkq::dkq, and runs it.
 file(REMOVE_RECURSE ${WORK_DIR})
-execute_process(COMMAND ${CMAKE_COMMAND} --install ${BINARY_DIR} --prefix ${WORK_DIR}/prefix
+execute_process(COMMAND ${CMAKE_COMMAND} --install ${BINARY_DIR} --component dkq
+                        --prefix ${WORK_DIR}/prefix
                 RESULT_VARIABLE rc)
 if(rc)
   message(FATAL_ERROR "cmake --install failed: ${rc}")
