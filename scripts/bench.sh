@@ -100,7 +100,8 @@ $runner "$bin" --benchmark_min_time=0.1 --benchmark_repetitions=6 \
   --benchmark_display_aggregates_only=true \
   --benchmark_out="$out" --benchmark_out_format=json
 mkdir -p "$root/bench/rings/results"
-cp "$out" "$root/bench/rings/results/bench-rings.json"
-"$py" "$root/scripts/bench_report.py" "$root/bench/rings/results/bench-rings.json" \
+run_json="$root/bench/rings/results/run-$(date -u +%Y%m%d-%H%M).json"
+cp "$out" "$run_json"
+"$py" "$root/scripts/bench_report.py" "$run_json" \
   --out "$root/docs/benchmarks.md" --chart "$root/docs/bench-rings.png" \
   --notes "$root/bench/rings/NOTES.md" --summary
