@@ -100,8 +100,19 @@ $runner "$bin" --benchmark_min_time=0.1 --benchmark_repetitions=6 \
   --benchmark_display_aggregates_only=true \
   --benchmark_out="$out" --benchmark_out_format=json
 mkdir -p "$root/bench/rings/results"
-run_json="$root/bench/rings/results/run-$(date -u +%Y%m%d-%H%M).json"
+stamp=$(date -u +%Y%m%d-%H%M)
+run_json="$root/bench/rings/results/run-$stamp.json"
 cp "$out" "$run_json"
-"$py" "$root/scripts/bench_report.py" "$run_json" \
+# The single-threaded families: descriptor build cost (DMA layer) and
+# submit + doorbell + reap cost per I/O (queue layer).
+cmake --build "$build" --target dkq_bench_dma queue_bench -j "$jobs"
+mkdir -p "$root/bench/dma/results" "$root/bench/queue/results"
+dma_json="$root/bench/dma/results/run-$stamp.json"
+queue_json="$root/bench/queue/results/run-$stamp.json"
+$runner "$build/bench/dma/dkq_bench_dma" --benchmark_repetitions=3 \
+  --benchmark_display_aggregates_only=true --benchmark_out="$dma_json" --benchmark_out_format=json
+$runner "$build/bench/queue/queue_bench" --benchmark_repetitions=3 \
+  --benchmark_display_aggregates_only=true --benchmark_out="$queue_json" --benchmark_out_format=json
+"$py" "$root/scripts/bench_report.py" "$run_json" "$dma_json" "$queue_json" \
   --out "$root/docs/benchmarks.md" --chart "$root/docs/bench-rings.png" \
   --notes "$root/bench/rings/NOTES.md" --summary
