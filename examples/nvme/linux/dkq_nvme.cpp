@@ -34,6 +34,7 @@
 #include <thread>
 #include <vector>
 
+#include "../../common/pattern.hpp"
 #include "../driver/controller.hpp"
 #include "dkq/dispatch/dispatcher.hpp"
 #include "vfio_platform.hpp"
@@ -182,20 +183,8 @@ int fail(const char* what, const status& s, const std::string& explain = {}) {
 // Every 8-byte word depends on (seed, absolute byte offset on the namespace),
 // so a block written to the wrong LBA, a stale read or a torn transfer is
 // caught, and the host side of the VM test can regenerate the same bytes.
-inline std::uint64_t mix(std::uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ull;
-  x ^= x >> 33;
-  return x;
-}
-void fill_pattern(std::uint8_t* p, std::uint64_t byte_offset, std::size_t len, std::uint64_t seed) {
-  for (std::size_t i = 0; i < len; i += 8) {
-    std::uint64_t w = mix(seed * 0x9e3779b97f4a7c15ull + (byte_offset + i) / 8);
-    std::memcpy(p + i, &w, 8);
-  }
-}
+using dkq_examples::mix;
+using dkq_examples::fill_pattern;
 
 // ---- opened device -------------------------------------------------------------------
 

@@ -25,6 +25,7 @@
 #include <cstring>
 #include <string>
 #include <vector>
+#include "../../common/pattern.hpp"
 
 namespace {
 
@@ -34,14 +35,7 @@ std::uint64_t now_ns() {
   return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
-inline std::uint64_t mix(std::uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ull;
-  x ^= x >> 33;
-  return x;
-}
+using dkq_examples::mix;
 
 int usage() {
   std::fprintf(stderr,

@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "../../common/pattern.hpp"
 #include "../driver/megaraid.hpp"
 #include "vfio_platform.hpp"
 
@@ -152,28 +153,9 @@ int fail_c(const char* what, const mr::completion& c) {
 
 // Same pattern as dkq-nvme (and kbench verify): each 8-byte word is a hash of
 // the seed and the word's byte offset on the drive.
-inline std::uint64_t mix(std::uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ull;
-  x ^= x >> 33;
-  return x;
-}
-void fill_pattern(std::uint8_t* p, std::uint64_t byte_offset, std::size_t len, std::uint64_t seed) {
-  for (std::size_t i = 0; i < len; i += 8) {
-    std::uint64_t w = mix(seed * 0x9e3779b97f4a7c15ull + (byte_offset + i) / 8);
-    std::memcpy(p + i, &w, 8);
-  }
-}
-std::int64_t check_pattern(const std::uint8_t* p, std::uint64_t byte_offset, std::size_t len, std::uint64_t seed) {
-  for (std::size_t i = 0; i < len; i += 8) {
-    std::uint64_t w = mix(seed * 0x9e3779b97f4a7c15ull + (byte_offset + i) / 8), have;
-    std::memcpy(&have, p + i, 8);
-    if (w != have) return static_cast<std::int64_t>(i);
-  }
-  return -1;
-}
+using dkq_examples::mix;
+using dkq_examples::fill_pattern;
+using dkq_examples::check_pattern;
 
 std::uint64_t now_ns() {
   timespec ts{};
