@@ -34,6 +34,7 @@
 #include <thread>
 #include <vector>
 
+#include "../../common/format.hpp"
 #include "../../common/pattern.hpp"
 #include "../driver/controller.hpp"
 #include "dkq/dispatch/dispatcher.hpp"
@@ -410,16 +411,7 @@ int cmd_list() {
   return 0;
 }
 
-void print_size(std::uint64_t bytes) {
-  const char* u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(bytes);
-  int i = 0;
-  while (v >= 1024 && i < 4) {
-    v /= 1024;
-    ++i;
-  }
-  std::printf("%.1f %s", v, u[i]);
-}
+using dkq_examples::print_size;
 
 int cmd_identify(session& s) {
   const ctrl_t& c = *s.ctrl;

@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "../../common/format.hpp"
 #include "../../common/pattern.hpp"
 #include "../driver/megaraid.hpp"
 #include "vfio_platform.hpp"
@@ -216,16 +217,7 @@ int open_session(session& s, const args& a, const std::string& bdf) {
   return 0;
 }
 
-void print_size(std::uint64_t bytes) {
-  const char* u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(bytes);
-  int i = 0;
-  while (v >= 1024 && i < 4) {
-    v /= 1024;
-    ++i;
-  }
-  std::printf("%.1f %s", v, u[i]);
-}
+using dkq_examples::print_size;
 
 std::vector<std::uint8_t> targets_of(const ctrl_t& c, int want) {
   std::vector<std::uint8_t> t;

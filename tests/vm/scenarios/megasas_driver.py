@@ -31,34 +31,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from dkqvm import MEGARAID_MODULES, NVME_MODULES, Cpio, Scenario, log, main_guard  # noqa: E402
 
-MASK = (1 << 64) - 1
-
-
-def mix(x):
-    x ^= x >> 33
-    x = (x * 0xFF51AFD7ED558CCD) & MASK
-    x ^= x >> 33
-    x = (x * 0xC4CEB9FE1A85EC53) & MASK
-    x ^= x >> 33
-    return x
-
-
-def pattern(seed, offset, length):
-    """The bytes dkq-scsi writes at drive byte `offset` (dkq_scsi.cpp fill_pattern)."""
-    out = bytearray(length)
-    base = (seed * 0x9E3779B97F4A7C15) & MASK
-    for i in range(0, length, 8):
-        out[i:i + 8] = mix((base + (offset + i) // 8) & MASK).to_bytes(8, "little")
-    return bytes(out)
-
-
-def background(tag):
-    def fill(offset, length):
-        out = bytearray()
-        for sector in range(offset // 512, (offset + length) // 512):
-            out += (b"%s %08d " % (tag, sector)).ljust(512, b"-")
-        return bytes(out)
-    return fill
+from datapattern import MASK, background, mix, pattern  # noqa: E402,F401
 
 
 class MegasasScenario(Scenario):
