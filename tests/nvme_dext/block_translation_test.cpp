@@ -86,6 +86,7 @@ TEST(NvmeDextTranslation, WriteThenReadIsByteExact) {
   ASSERT_EQ(r.done.count(100), 1u);
   EXPECT_EQ(r.done[100].ret, dx::io_return::success);
   EXPECT_EQ(r.done[100].bytes, 16384u);
+  EXPECT_EQ(r.done[100].kind, dx::request_kind::write);
   // What reached the backing store, byte for byte.
   EXPECT_EQ(std::memcmp(r.dev.disk_for(2).data() + 10 * 4096, b, 16384), 0);
   std::memset(b, 0, 16384);
@@ -112,6 +113,7 @@ TEST(NvmeDextTranslation, SynchronizeIsAFlushTheDeviceAnswers) {
   ASSERT_EQ(r.done.count(7), 1u);
   EXPECT_EQ(r.done[7].ret, dx::io_return::success);
   EXPECT_EQ(r.done[7].bytes, 0u);
+  EXPECT_EQ(r.done[7].kind, dx::request_kind::synchronize);
   EXPECT_EQ(r.t.counters().flushes, 1u);
 }
 
@@ -126,6 +128,7 @@ TEST(NvmeDextTranslation, UnmapOfSeveralRangesCompletesOnceAfterAll) {
   EXPECT_EQ(r.completions, 1);
   ASSERT_EQ(r.done.count(55), 1u);
   EXPECT_EQ(r.done[55].ret, dx::io_return::success);
+  EXPECT_EQ(r.done[55].kind, dx::request_kind::unmap);
   EXPECT_EQ(r.dev.deallocates, 3u);
   EXPECT_EQ(disk[0], 0);
   EXPECT_EQ(disk[8 * 4096], 0);

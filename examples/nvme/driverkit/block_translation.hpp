@@ -137,9 +137,13 @@ struct unmap_range {
   std::uint64_t blocks = 0;
 };
 
-// One finished request, for CompleteIO(request_id, bytes, ret).
+enum class request_kind : std::uint8_t { read, write, synchronize, unmap };
+
+// One finished request: CompleteIO(request_id, bytes, ret) for read/write,
+// Complete(request_id, ret) for synchronize and unmap.
 struct block_completion {
   std::uint32_t request_id = 0;
+  request_kind kind = request_kind::read;
   std::uint64_t bytes = 0;
   io_return ret = io_return::success;
   status st{};  // the underlying status, for the log
@@ -194,7 +198,7 @@ class block_translator {
       return refuse({errc::invalid_argument, "request larger than the maximum reported in GetDeviceParams", r.size});
     if (r.dma_addr == 0 || (r.dma_addr & 3) != 0)
       return refuse({errc::invalid_argument, "DMA address zero or not dword aligned", r.dma_addr});
-    auto s = take(r.request_id, 1, r.size);
+    auto s = take(r.request_id, 1, r.size, r.is_read ? request_kind::read : request_kind::write);
     if (!s) return refuse(s.error());
     const std::uint64_t user = *s;
     const dma_segment seg{dev_addr{r.dma_addr}, r.size};
@@ -212,7 +216,7 @@ class block_translator {
   // cache; the block range is advisory in the API and Flush has none).
   status synchronize(std::uint32_t request_id) noexcept {
     if (q_ == nullptr) return refuse({errc::not_initialized, "translator not initialised"});
-    auto s = take(request_id, 1, 0);
+    auto s = take(request_id, 1, 0, request_kind::synchronize);
     if (!s) return refuse(s.error());
     status st = q_->flush(nsid_, *s);
     if (!st) {
@@ -236,7 +240,7 @@ class block_translator {
       if (u.lba >= p_.num_blocks || p_.num_blocks - u.lba < u.blocks)
         return refuse({errc::out_of_range, "unmap range beyond the end of the namespace", u.lba});
     }
-    auto s = take(request_id, static_cast<std::uint32_t>(ranges.size()), 0);
+    auto s = take(request_id, static_cast<std::uint32_t>(ranges.size()), 0, request_kind::unmap);
     if (!s) return refuse(s.error());
     const std::uint32_t idx = static_cast<std::uint32_t>(*s);
     std::uint32_t posted = 0;
@@ -291,6 +295,7 @@ class block_translator {
     std::uint32_t remaining = 0;  // commands still outstanding (unmap: ranges)
     std::uint64_t bytes = 0;
     status first_error{};
+    request_kind kind = request_kind::read;
     bool busy = false;
   };
 
@@ -300,7 +305,8 @@ class block_translator {
   }
 
   // A slot for `request_id`, as the command's user word.
-  result<std::uint64_t> take(std::uint32_t request_id, std::uint32_t commands, std::uint64_t bytes) noexcept {
+  result<std::uint64_t> take(std::uint32_t request_id, std::uint32_t commands, std::uint64_t bytes,
+                             request_kind kind) noexcept {
     if (id_in_flight(request_id)) return status{errc::duplicate, "request ID already in flight", request_id};
     if (free_top_ == 0) return status{errc::busy, "more requests than numOfOutstandingIOs", p_.max_outstanding};
     if (request_id < id_bits) id_[request_id / 64] |= std::uint64_t{1} << (request_id % 64);
@@ -310,6 +316,7 @@ class block_translator {
     s.request_id = request_id;
     s.remaining = commands;
     s.bytes = bytes;
+    s.kind = kind;
     s.first_error = ok_status;
     return std::uint64_t{i} | (std::uint64_t{s.gen} << 32);
   }
@@ -345,6 +352,7 @@ class block_translator {
     if (--s.remaining != 0) return 0;
     block_completion out;
     out.request_id = s.request_id;
+    out.kind = s.kind;
     out.st = s.first_error;
     out.ret = to_io_return(s.first_error);
     out.bytes = s.first_error.ok() ? s.bytes : 0;
