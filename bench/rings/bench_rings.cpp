@@ -48,6 +48,7 @@ struct case_cfg {
   std::uint32_t batch = 1;
   int producers = 1;
   int consumers = 1;
+  bool probe = false;  // probe rows also report calls per 1000 items
 };
 
 // ---- shared fixture -------------------------------------------------------------
@@ -136,6 +137,43 @@ void set_counters(benchmark::State& st, double items, double full, double empty,
   st.counters["empty_per_kitem"] = C(empty * k);
 }
 
+// Probe rows whose ring counts its waits for an earlier claimer (peers.hpp,
+// counting_wait): the counts of this thread, per 1000 items of the run.
+template <class Impl>
+void wait_counters_begin() {
+  if constexpr (requires { Impl::counts_waits; }) thread_wait_counts() = {};
+}
+template <class Impl>
+void wait_counters_end(benchmark::State& st, double total_items) {
+  if constexpr (requires { Impl::counts_waits; }) {
+    if constexpr (Impl::counts_waits) {
+      const wait_counts c = thread_wait_counts();
+      const double k = total_items > 0 ? 1000.0 / total_items : 0.0;
+      st.counters["pred_waits_per_kitem"] = static_cast<double>(c.waits) * k;
+      st.counters["pred_spins_per_kitem"] = static_cast<double>(c.spins) * k;
+      st.counters["pred_yields_per_kitem"] = static_cast<double>(c.yields) * k;
+    }
+  }
+}
+
+// Probe rows: this thread's context switches during the timed loop, per 1000
+// items (voluntary: it blocked or called sched_yield; involuntary: the
+// scheduler took the CPU away, e.g. at the end of a time slice).
+struct csw_snapshot {
+  long vol = 0, invol = 0;
+  static csw_snapshot now() {
+    rusage ru{};
+    getrusage(RUSAGE_THREAD, &ru);
+    return {ru.ru_nvcsw, ru.ru_nivcsw};
+  }
+};
+void csw_counters(benchmark::State& st, const csw_snapshot& start, double total_items) {
+  const csw_snapshot end = csw_snapshot::now();
+  const double k = total_items > 0 ? 1000.0 / total_items : 0.0;
+  st.counters["vcsw_per_kitem"] = static_cast<double>(end.vol - start.vol) * k;
+  st.counters["icsw_per_kitem"] = static_cast<double>(end.invol - start.invol) * k;
+}
+
 // Whether an implementation promises per-producer FIFO order (all but
 // multi-producer atomic_queue, see peers.hpp). Loss and duplication are
 // checked for every implementation.
@@ -160,8 +198,10 @@ template <class Impl>
 void stream_producer(benchmark::State& st, fixture<Impl>& f, const case_cfg& c, int id) {
   typename Impl::producer p{*f.q};
   const std::uint32_t batch = c.batch;
-  std::uint64_t next = 1, full = 0;
+  std::uint64_t next = 1, full = 0, calls = 0;
   elem buf[max_batch];
+  wait_counters_begin<Impl>();
+  const csw_snapshot csw0 = csw_snapshot::now();
   for (auto _ : st) {
     std::uint32_t done = 0, spins = 0;
     if constexpr (has_push_gen<typename Impl::producer>) {
@@ -175,6 +215,7 @@ void stream_producer(benchmark::State& st, fixture<Impl>& f, const case_cfg& c, 
         } else {
           done += k;
           spins = 0;
+          ++calls;
         }
       }
     } else {
@@ -194,6 +235,7 @@ void stream_producer(benchmark::State& st, fixture<Impl>& f, const case_cfg& c, 
           } else {
             done += k;
             spins = 0;
+            ++calls;
           }
         }
       }
@@ -207,6 +249,12 @@ void stream_producer(benchmark::State& st, fixture<Impl>& f, const case_cfg& c, 
   }
   const double total = static_cast<double>(st.iterations()) * batch * c.producers;
   set_counters(st, 0, static_cast<double>(full), 0, total);
+  wait_counters_end<Impl>(st, total);
+  // Successful push calls per 1000 items: batch 32 pushed whole is 31.25;
+  // more means the batches were split (pushed as they found room).
+  if (c.probe && batch > 1 && total > 0)
+    st.counters["pushes_per_kitem"] = static_cast<double>(calls) * 1000.0 / total;
+  if (c.probe) csw_counters(st, csw0, total);
 }
 
 template <class Impl>
@@ -218,9 +266,11 @@ void stream_consumer(benchmark::State& st, fixture<Impl>& f, const case_cfg& c) 
   const bool exact = c.consumers == 1;  // one consumer sees every sequence number
   constexpr bool fifo = promises_fifo<Impl>();
   std::uint64_t last[2] = {0, 0};
-  std::uint64_t sum = 0, empty = 0;
+  std::uint64_t sum = 0, empty = 0, calls = 0;
   bool bad = false;
   elem buf[max_batch];
+  wait_counters_begin<Impl>();
+  const csw_snapshot csw0 = csw_snapshot::now();
 
   // Per element: the producer id must exist and its sequence must be the
   // next one (one consumer) or at least increase (several consumers, each
@@ -257,6 +307,7 @@ void stream_consumer(benchmark::State& st, fixture<Impl>& f, const case_cfg& c) 
       } else {
         done += k;
         spins = 0;
+        ++calls;
       }
       if (DKQ_UNLIKELY(bad)) break;
     }
@@ -294,6 +345,10 @@ void stream_consumer(benchmark::State& st, fixture<Impl>& f, const case_cfg& c) 
   const double items = static_cast<double>(st.iterations()) * share;
   const double total = static_cast<double>(st.iterations()) * c.batch * c.producers;
   set_counters(st, items, 0, static_cast<double>(empty), total);
+  wait_counters_end<Impl>(st, total);
+  if (c.probe && c.batch > 1 && total > 0)
+    st.counters["pops_per_kitem"] = static_cast<double>(calls) * 1000.0 / total;
+  if (c.probe) csw_counters(st, csw0, total);
 }
 
 template <class Impl>
@@ -514,6 +569,48 @@ void register_all() {
   }
 }
 
+// Probe rows, registered only with DKQ_BENCH_PROBES=1 in the environment (so
+// the full suite and the committed results do not change): the experiments
+// behind the explanations of two misses in NOTES.md.
+//   probe_spsc_slots: capacity 64, batch 32 - dkq and rte_ring with the same
+//     slot memory both ways (rte_ring_pow2slots: 64 slots holding 63;
+//     dkq_2xslots: 128 slots, what rte_ring's EXACT_SZ ring has for 64).
+//   probe_mpmc / probe_mpsc: batch 1 - dkq with the wait for an earlier
+//     claimer counted (dkq_counted, same policy as dkq), spinning only like
+//     rte_ring (dkq_spin_only), or yielding at once (dkq_yield_at_once).
+//   probe_mpmc_1p1c: the MPMC rings with one producer and one consumer, i.e.
+//     the same code without oversubscribing the two CPUs.
+template <class... Impls>
+void add_family(const char* family, case_cfg c) {
+  (add_stream<Impls>(family, c), ...);
+}
+
+#if defined(DKQ_BENCH_HAVE_CQ)
+#define DKQ_CQ1 , cq_impl<1>
+#else
+#define DKQ_CQ1
+#endif
+
+void register_probes() {
+  add_family<dkq_impl<mode::spsc>, dkq_2xslots_impl, dkq_2xslots_capped_impl DKQ_RTE(mode::spsc) DKQ_BOOST_SPSC>(
+      "probe_spsc_slots", case_cfg{64, 32, 1, 1, true});
+#if defined(DKQ_BENCH_HAVE_DPDK)
+  add_stream<rte_impl<mode::spsc, false>>("probe_spsc_slots", case_cfg{64, 32, 1, 1, true});
+#endif
+  add_family<dkq_impl<mode::mpmc>, dkq_impl<mode::mpmc, counting_wait<128>>,
+             dkq_impl<mode::mpmc, counting_spin>,
+             dkq_impl<mode::mpmc, counting_wait<1>>, dkq_split_impl<mode::mpmc> DKQ_RTE(mode::mpmc)
+                 DKQ_CQ>(
+      "probe_mpmc", case_cfg{1024, 1, 2, 2, true});
+  add_family<dkq_impl<mode::mpsc>, dkq_impl<mode::mpsc, counting_wait<128>>,
+             dkq_impl<mode::mpsc, counting_spin>,
+             dkq_impl<mode::mpsc, counting_wait<1>>, dkq_split_impl<mode::mpsc> DKQ_RTE(mode::mpsc)
+                 DKQ_CQ>(
+      "probe_mpsc", case_cfg{1024, 1, 2, 1, true});
+  add_family<dkq_impl<mode::mpmc>, dkq_impl<mode::mpmc, counting_wait<128>> DKQ_RTE(mode::mpmc)
+                 DKQ_CQ1>("probe_mpmc_1p1c", case_cfg{1024, 1, 1, 1, true});
+}
+
 // Facts a reader needs to interpret the numbers, recorded in the JSON context.
 void add_context() {
   std::string cpus;
@@ -580,6 +677,8 @@ void add_context() {
 
 int main(int argc, char** argv) {
   dkq_bench::register_all();
+  if (const char* p = std::getenv("DKQ_BENCH_PROBES"); p != nullptr && p[0] == '1')
+    dkq_bench::register_probes();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   dkq_bench::add_context();

@@ -22,6 +22,7 @@
 
 #include "dkq/ring.hpp"
 #include "harness.hpp"
+#include "split_ring.hpp"
 
 #if __has_include(<boost/lockfree/spsc_queue.hpp>)
 #include <boost/lockfree/queue.hpp>
@@ -61,12 +62,62 @@ enum class mode { spsc, mpsc, mpmc };
 
 // dkq's copying API: try_push/try_pop for single elements, push_burst /
 // pop_burst for batches (one index publication per batch).
-template <mode M>
+// Wait policies for the probe rows (bench_rings.cpp, DKQ_BENCH_PROBES=1) that
+// explain the multi-producer/consumer results: the policy is only ever called
+// inside mpmc_ring's "wait for the earlier claimer to publish" loop here (the
+// harness uses try_push/try_pop), so counting its calls counts those waits.
+struct wait_counts {
+  std::uint64_t waits = 0;   // entries into the wait-for-predecessor loop
+  std::uint64_t spins = 0;   // policy calls (spins + yields)
+  std::uint64_t yields = 0;  // sched_yield calls
+};
+inline wait_counts& thread_wait_counts() {
+  thread_local wait_counts c;
+  return c;
+}
+template <std::uint32_t SpinLimit>
+struct counting_wait {
+  void operator()(std::uint32_t spins) const noexcept {
+    wait_counts& c = thread_wait_counts();
+    if (spins == 0) ++c.waits;
+    ++c.spins;
+    if (spins >= SpinLimit) ++c.yields;
+    dkq::spin_then_yield<SpinLimit>{}(spins);
+  }
+};
+struct counting_spin {
+  void operator()(std::uint32_t spins) const noexcept {
+    wait_counts& c = thread_wait_counts();
+    if (spins == 0) ++c.waits;
+    ++c.spins;
+    dkq::spin_wait{}(spins);
+  }
+};
+
+template <class Wait>
+struct dkq_wait_name {
+  static constexpr const char* value = "dkq";
+};
+template <>
+struct dkq_wait_name<counting_wait<128>> {
+  static constexpr const char* value = "dkq_counted";
+};
+template <>
+struct dkq_wait_name<counting_spin> {
+  static constexpr const char* value = "dkq_spin_only";
+};
+template <>
+struct dkq_wait_name<counting_wait<1>> {
+  static constexpr const char* value = "dkq_yield_at_once";
+};
+
+template <mode M, class Wait = dkq::default_wait>
 struct dkq_impl {
-  static constexpr const char* name = "dkq";
+  static constexpr const char* name = dkq_wait_name<Wait>::value;
+  static constexpr bool counts_waits = !std::is_same_v<Wait, dkq::default_wait>;
   using ring = std::conditional_t<
-      M == mode::spsc, dkq::spsc_ring<elem>,
-      std::conditional_t<M == mode::mpsc, dkq::mpsc_ring<elem>, dkq::mpmc_ring<elem>>>;
+      M == mode::spsc, dkq::spsc_ring<elem, Wait>,
+      std::conditional_t<M == mode::mpsc, dkq::mpsc_ring<elem, Wait>, dkq::mpmc_ring<elem, Wait>>>;
   struct queue {
     ring r;
     elem* slots = nullptr;
@@ -94,6 +145,83 @@ struct dkq_impl {
     std::uint32_t pop(elem* d, std::uint32_t n) { return r.pop_burst(d, n); }
     bool pop1(elem& v) { return r.try_pop(v); }
   };
+};
+
+// Probe row: dkq's MPSC/MPMC algorithm with head and tail on separate cache
+// lines (split_ring.hpp), against the shipped layout (both on one line).
+template <mode M>
+struct dkq_split_impl : dkq_impl<M> {
+  static constexpr const char* name = "dkq_split_headtail";
+  using ring = std::conditional_t<M == mode::mpsc, dkq_probe::split_mpsc_ring<elem>,
+                                  dkq_probe::split_mpmc_ring<elem>>;
+  struct queue {
+    ring r;
+    elem* slots = nullptr;
+  };
+  static queue* create(std::uint32_t cap) {
+    queue* q = make_on_node<queue>();
+    q->slots = static_cast<elem*>(bench_alloc(sizeof(elem) * cap));
+    if (q->slots == nullptr || !q->r.init(std::span<elem>(q->slots, cap)).ok()) std::abort();
+    return q;
+  }
+  static void destroy(queue* q) {
+    if (q == nullptr) return;
+    bench_free(q->slots);
+    destroy_on_node(q);
+  }
+  struct producer {
+    ring& r;
+    explicit producer(queue& q) : r(q.r) {}
+    std::uint32_t push(const elem* s, std::uint32_t n) { return r.push_burst(s, n); }
+    bool push1(elem v) { return r.try_push(v); }
+  };
+  struct consumer {
+    ring& r;
+    explicit consumer(queue& q) : r(q.r) {}
+    std::uint32_t pop(elem* d, std::uint32_t n) { return r.pop_burst(d, n); }
+    bool pop1(elem& v) { return r.try_pop(v); }
+  };
+};
+
+// Probe row: dkq's SPSC ring with twice the slots asked for (so capacity 2 *
+// cap), the same slot memory that rte_ring's EXACT_SZ ring gets for cap.
+struct dkq_2xslots_impl : dkq_impl<mode::spsc> {
+  static constexpr const char* name = "dkq_2xslots";
+  static queue* create(std::uint32_t cap) { return dkq_impl<mode::spsc>::create(2 * cap); }
+};
+
+// Probe row: 2 * cap slots like dkq_2xslots, but the producer keeps at most
+// cap elements in the ring (it reads both indices on every call, as rte_ring
+// does), i.e. rte_ring's EXACT_SZ layout: capacity cap on 2 * cap slots.
+struct dkq_2xslots_capped_impl : dkq_impl<mode::spsc> {
+  static constexpr const char* name = "dkq_2xslots_capped";
+  struct queue : dkq_impl<mode::spsc>::queue {
+    std::uint32_t limit = 0;
+  };
+  static queue* create(std::uint32_t cap) {
+    queue* q = make_on_node<queue>();
+    q->limit = cap;
+    q->slots = static_cast<elem*>(bench_alloc(sizeof(elem) * 2 * cap));
+    if (q->slots == nullptr || !q->r.init(std::span<elem>(q->slots, 2 * cap)).ok()) std::abort();
+    return q;
+  }
+  static void destroy(queue* q) {
+    if (q == nullptr) return;
+    bench_free(q->slots);
+    destroy_on_node(q);
+  }
+  struct producer {
+    ring& r;
+    std::uint32_t limit;
+    explicit producer(queue& q) : r(q.r), limit(q.limit) {}
+    std::uint32_t push(const elem* s, std::uint32_t n) {
+      const std::uint32_t used = r.size_approx();
+      const std::uint32_t room = used >= limit ? 0 : limit - used;
+      return r.push_burst(s, n < room ? n : room);
+    }
+    bool push1(elem v) { return r.size_approx() < limit && r.try_push(v); }
+  };
+  using consumer = dkq_impl<mode::spsc>::consumer;
 };
 
 // dkq's zero-copy API (SPSC only): the producer writes values straight into
@@ -204,20 +332,27 @@ struct dkq_fanin_impl {
 // size (RING_F_EXACT_SZ) so "capacity 64" holds 64 elements as dkq's does,
 // rather than 63. The *_elem calls with a constant esize of 8 are what the
 // classic void* API expands to, without casting our uint64_t table to void**.
-template <mode M>
+//
+// Exact = false (probe rows only): the classic power-of-two ring, `cap` slots
+// holding cap - 1 elements - the same slot memory as dkq's ring of capacity
+// cap. With EXACT_SZ a power-of-two cap gets 2 * cap slots (DPDK: "worst case,
+// half the ring space will be wasted"), so its producer never writes a slot
+// line the consumer is still reading; see NOTES.md, capacity 64.
+template <mode M, bool Exact = true>
 struct rte_impl {
-  static constexpr const char* name = "rte_ring";
+  static constexpr const char* name = Exact ? "rte_ring" : "rte_ring_pow2slots";
   struct queue {
     rte_ring* r = nullptr;
   };
   static queue* create(std::uint32_t cap) {
     queue* q = make_on_node<queue>();
-    unsigned flags = RING_F_EXACT_SZ;
+    unsigned flags = Exact ? RING_F_EXACT_SZ : 0u;
     if (M == mode::spsc) flags |= RING_F_SP_ENQ;
     if (M != mode::mpmc) flags |= RING_F_SC_DEQ;
     // With EXACT_SZ the ring's internal size is the next power of two above
     // cap, which is what the memory must be sized for.
-    const ssize_t bytes = rte_ring_get_memsize_elem(sizeof(elem), rte_align32pow2(cap + 1));
+    const unsigned slots = Exact ? rte_align32pow2(cap + 1) : cap;
+    const ssize_t bytes = rte_ring_get_memsize_elem(sizeof(elem), slots);
     if (bytes <= 0) std::abort();
     q->r = static_cast<rte_ring*>(bench_alloc(static_cast<std::size_t>(bytes)));
     if (q->r == nullptr || rte_ring_init(q->r, "dkq-bench", cap, flags) != 0) std::abort();
