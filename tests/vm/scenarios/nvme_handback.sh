@@ -28,4 +28,8 @@ done
 [ -n "$ctrl" ] || { echo "no namespaces appeared"; exit 1; }
 ln -sf /dev/${ctrl}n1 /tmp/kns1
 ln -sf /dev/${ctrl}n2 /tmp/kns2
-echo "namespaces: /dev/${ctrl}n1 /dev/${ctrl}n2"
+# A third namespace (the perf experiments' null-co backend) when there is one.
+i=0
+while [ -e /sys/bus/pci/devices/$bdf/nvme/$ctrl/${ctrl}n3 ] && [ ! -e /dev/${ctrl}n3 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+[ -e /dev/${ctrl}n3 ] && ln -sf /dev/${ctrl}n3 /tmp/kns3
+echo "namespaces: $(ls /dev/${ctrl}n* | tr '\n' ' ')"
