@@ -199,7 +199,7 @@ kern_return_t IMPL(DkqNVMe, Start) {
   kr = CreateActionTimerOccurred(0, &iv->timer_action);
   if (kr != kIOReturnSuccess) return kr;
   iv->timer->SetHandler(iv->timer_action);
-  iv->timer->WakeAtTime(kIOTimerClockMonotonicRaw, dkapple::now_ns() + timeout_scan_ns, 0);
+  iv->timer->WakeAtTime(kIOTimerClockMonotonicRaw, dkapple::now_ns() + timeout_scan_ns, timeout_scan_ns / 10);
   iv->timer->SetEnable(true);
 
   iv->started = true;
@@ -346,5 +346,5 @@ void IMPL(DkqNVMe, TimerOccurred) {
     LOG("queue needs a controller reset after an unabortable timeout");
     (void)iv->ctrl.reset_and_recover();
   }
-  iv->timer->WakeAtTime(kIOTimerClockMonotonicRaw, time + timeout_scan_ns, 0);
+  iv->timer->WakeAtTime(kIOTimerClockMonotonicRaw, dkapple::now_ns() + timeout_scan_ns, timeout_scan_ns / 10);
 }

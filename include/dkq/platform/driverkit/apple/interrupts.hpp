@@ -17,7 +17,7 @@
 #include <DriverKit/DriverKit.h>
 #include <DriverKit/IOInterruptDispatchSource.h>
 #include <PCIDriverKit/PCIDriverKit.h>
-#include <mach/mach_time.h>
+#include <time.h>
 
 #include <cstdint>
 
@@ -71,12 +71,10 @@ class interrupt_sources {
   std::uint32_t count_ = 0;
 };
 
-// Monotonic nanoseconds and short waits for the cores' deadlines.
-inline std::uint64_t now_ns() noexcept {
-  static mach_timebase_info_data_t tb{};
-  if (tb.denom == 0) mach_timebase_info(&tb);
-  return mach_absolute_time() * tb.numer / tb.denom;
-}
+// Monotonic nanoseconds for the cores' deadlines: the clock
+// IOTimerDispatchSource::WakeAtTime takes with kIOTimerClockMonotonicRaw, so
+// one value serves both.
+inline std::uint64_t now_ns() noexcept { return clock_gettime_nsec_np(CLOCK_MONOTONIC_RAW); }
 
 inline void delay_us(std::uint32_t us) noexcept {
   if (us >= 1000) {
