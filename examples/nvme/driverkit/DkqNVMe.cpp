@@ -71,6 +71,9 @@ kern_return_t to_kern(dx::io_return r) {
 }
 
 constexpr std::uint32_t io_queue_entries = 256;
+// The flush Stop() sends on its own behalf; its completion is not reported
+// to the kernel (which never issued it).
+constexpr std::uint32_t internal_request_id = 0xffffffffu;
 constexpr std::uint64_t timeout_scan_ns = 1'000'000'000ull;  // 1 s
 
 }  // namespace
@@ -103,6 +106,10 @@ struct reaper {
   DkqNVMe_IVars* iv;
   std::uint32_t drain(std::uint32_t budget) noexcept {
     return iv->xlate.poll(budget, [this](const dx::block_completion& c) {
+      if (c.request_id == internal_request_id) {
+        if (!c.st.ok()) LOG("flush at stop failed: %{public}s", c.st.message());
+        return;
+      }
       if (c.kind == dx::request_kind::read || c.kind == dx::request_kind::write)
         self->CompleteIO(c.request_id, c.bytes, to_kern(c.ret));
       else
@@ -219,7 +226,7 @@ kern_return_t IMPL(DkqNVMe, Stop) {
   if (iv->started) {
     // Whatever the kernel sent before Stop is flushed by the device before
     // the controller is shut down (CC.SHN), never acknowledged locally.
-    (void)iv->xlate.synchronize(0xffffffffu);
+    (void)iv->xlate.synchronize(internal_request_id);
     iv->xlate.ring();
     const std::uint64_t end = dkapple::now_ns() + 5'000'000'000ull;
     while (iv->xlate.in_flight() != 0 && dkapple::now_ns() < end) {
