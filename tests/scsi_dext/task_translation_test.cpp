@@ -326,6 +326,10 @@ TEST(ScsiDextTaskIds, UniqueAndGenerationChecked) {
   EXPECT_EQ(t.finish(a).code(), errc::stale);
   EXPECT_TRUE(t.begin(*b).ok());
 
+  auto ix = t.index_of(*b);
+  ASSERT_TRUE(ix.ok());
+  EXPECT_EQ(*ix, *b & ((1u << t.index_bits()) - 1));
+  EXPECT_FALSE(t.index_of(a).ok());
   EXPECT_EQ(t.begin(std::uint64_t{1} << 40).error().code(), errc::out_of_range);
   EXPECT_FALSE(t.begin(0).ok());
   EXPECT_EQ(t.in_flight(), 1u);
@@ -888,6 +892,12 @@ TEST(ScsiDextShutdown, FlushesEveryLdThenStops) {
   ASSERT_EQ(r.responses.size(), 2u);
   EXPECT_EQ(r.responses[1].scsi_status, dkq::scsi::scsi_status::good);
   EXPECT_TRUE(r.eng.shutdown(r.clk.t + 1'000'000).ok());
+  r.eng.detach();  // the dext frees the core object after shutdown
+  EXPECT_FALSE(r.eng.attached());
+  EXPECT_EQ(r.eng.process(cdb_task(id, 0, {0, 0, 0, 0, 0, 0}), {}, nullptr).response.failure,
+            dx::host_failure::device_not_present);
+  EXPECT_EQ(r.eng.dma_spec().max_transfer, 0u);
+  EXPECT_EQ(r.eng.targets().count, 0u);
 }
 
 }  // namespace

@@ -512,6 +512,16 @@ class task_table {
     return ok_status;
   }
 
+  // The slot index of a live ID (mapped or in flight, generation checked):
+  // for per-task state the caller keeps beside the table (the dext's data
+  // buffer mappings).
+  result<std::uint32_t> index_of(std::uint64_t id) noexcept {
+    slot* s = find(id, slot_state::mapped);
+    if (s == nullptr) s = find(id, slot_state::in_flight);
+    if (s == nullptr) return classify(id, "").error();
+    return static_cast<std::uint32_t>(s - slots_);
+  }
+
   // UserProcessParallelTask: the ID's slot, now in flight.
   result<Payload*> begin(std::uint64_t id) noexcept {
     slot* s = find(id, slot_state::mapped);
@@ -699,18 +709,33 @@ class task_engine {
     return ok_status;
   }
 
+  // The core object goes away (the dext re-creates it on power-on): every
+  // later task is refused as "device not present" until attach() again.
+  void detach() noexcept {
+    core_ = nullptr;
+    npending_ = 0;
+  }
+  bool attached() const noexcept { return core_ != nullptr; }
+
   // UserReportMaximumTaskCount: what the core may have in flight.
   std::uint32_t max_task_count() const noexcept { return core_ != nullptr ? core_->info().queue_depth : 0; }
   const hba_constraints& constraints() const noexcept { return constraints_; }
   dma_specification dma_spec() const noexcept {
+    if (core_ == nullptr) return {};
     auto d = dma_spec_for(core_->info());
     return d ? *d : dma_specification{};
   }
-  target_plan targets() const noexcept { return make_target_plan(core_->logical_drives()); }
+  target_plan targets() const noexcept {
+    return core_ != nullptr ? make_target_plan(core_->logical_drives()) : target_plan{};
+  }
 
   // UserMapHBAData.
   result<std::uint32_t> map_task() noexcept { return ids_.map(); }
   status unmap_task(std::uint64_t id) noexcept { return ids_.unmap(id); }
+
+  // Per-task state the glue keeps beside the engine (one entry per ID slot).
+  std::uint32_t task_capacity() const noexcept { return ids_.capacity(); }
+  result<std::uint32_t> task_index(std::uint64_t id) noexcept { return ids_.index_of(id); }
 
   // UserProcessParallelTask. `token` is the retained completion OSAction.
   submit_outcome process(const task_view& t, const data_buffer& buf, void* token) noexcept {
