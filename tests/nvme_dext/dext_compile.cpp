@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "../../examples/nvme/driverkit/block_translation.hpp"
+#include "../../examples/nvme/driverkit/dext_platform.hpp"
 
 namespace {
 struct dext_like_platform {
