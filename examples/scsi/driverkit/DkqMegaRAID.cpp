@@ -147,7 +147,8 @@ SCSIUserParallelResponse to_apple(const dx::response_view& r) {
                            : kSCSIServiceResponse_SERVICE_DELIVERY_OR_TARGET_FAILURE;
   a.fBytesTransferred = r.bytes_transferred;
   static_assert(sizeof(a.fSenseBuffer) >= 18, "fixed-format sense is 18 bytes");
-  const std::size_t n = r.sense_length < sizeof(a.fSenseBuffer) ? r.sense_length : sizeof(a.fSenseBuffer);
+  const std::size_t cap = sizeof(a.fSenseBuffer);
+  const std::size_t n = std::size_t{r.sense_length} < cap ? std::size_t{r.sense_length} : cap;
   std::memcpy(a.fSenseBuffer, r.sense, n);
   a.fSenseLength = static_cast<uint8_t>(n);
   return a;
