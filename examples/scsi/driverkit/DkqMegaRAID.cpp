@@ -348,9 +348,14 @@ kern_return_t IMPL(DkqMegaRAID, UserStartController) {
   kr = CreateActionTimerOccurred(0, &iv->timer_action);
   if (kr != kIOReturnSuccess) return kr;
   iv->timer->SetHandler(iv->timer_action);
-  const std::uint64_t period = iv->irq_ok ? iv->engine.timer_period_ns() : polled_timer_ns;
-  iv->timer->WakeAtTime(kIOTimerClockMachAbsoluteTime, mach_absolute_time() + ns_to_abs(period), 0);
   iv->timer->SetEnable(true);
+  // WakeAtTime is called from the timer's own queue (Apple's WakeAtTime
+  // discussion); TimerOccurred re-arms it there after every scan.
+  const std::uint64_t period = iv->irq_ok ? iv->engine.timer_period_ns() : polled_timer_ns;
+  IOTimerDispatchSource* timer = iv->timer;
+  iv->int_queue->DispatchAsync(^{
+    timer->WakeAtTime(kIOTimerClockMachAbsoluteTime, mach_absolute_time() + ns_to_abs(period), 0);
+  });
 
   // Targets: the LDs, created one at a time from TargetQueue, never from
   // Default (UserCreateTargetForID would deadlock) and never blocking here.
