@@ -70,6 +70,35 @@ TEST(MegaraidDriver, BringUpReadsLimitsAndDrives) {
   EXPECT_EQ(r.dma.live(), 0u);
 }
 
+// A power cycle (the dext's SetPowerState off/on) stops and starts the same
+// controller object: the second start must bring it up again and move data.
+TEST(MegaraidDriver, StopThenStartAgainOnTheSameObject) {
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  ASSERT_TRUE(r.drv.stop().ok());
+  EXPECT_EQ(r.dma.live(), 0u);
+  dkq::status again = r.drv.start(r.plat, o);
+  ASSERT_TRUE(again.ok()) << again.message();
+  EXPECT_TRUE(r.drv.operational());
+  ASSERT_EQ(r.drv.logical_drives().size(), 2u);
+  auto buf = r.buffer(4096);
+  std::memset(buf.cpu, 0x3c, 4096);
+  mr::request w;
+  w.kind = mr::op::ld_write;
+  w.target = 1;
+  w.lba = 16;
+  w.blocks = 8;
+  w.dir = dkq::dma_direction::to_device;
+  w.data = buf;
+  mr::completion c = r.drv.execute(w);
+  ASSERT_TRUE(c.st.ok()) << c.st.message();
+  EXPECT_EQ(r.ctl.disk(1)->data[16 * 512 + 100], 0x3c);
+  ASSERT_TRUE(r.drv.stop().ok());
+  EXPECT_EQ(r.ctl.c.shutdowns, 2u);
+}
+
 TEST(MegaraidDriver, Sas1078RegistersInBar0AndPdFrames) {
   rig r;
   r.plat.device_id = 0x0060;

@@ -590,9 +590,14 @@ class controller {
       info_.vectors = v ? *v : 0;
     }
     waiter_.c = this;
-    completion_target t = completion_target::of(*this);
-    auto h = dispatch_.bind(0, t);
-    if (!h) return h.error();
+    // The reply queue is this object, on vector 0, for the object's whole
+    // life: bound at the first start(), kept across stop()/start() (a power
+    // cycle restarts the same controller object).
+    if (!dispatch_bound_) {
+      auto h = dispatch_.bind(0, completion_target::of(*this));
+      if (!h) return h.error();
+      dispatch_bound_ = true;
+    }
 
     DKQ_TRY(init_queues());
     operational_ = true;
@@ -1248,6 +1253,7 @@ class controller {
   tag_table<tag_ctx> tags_;
   index_reply_queue<std::uint32_t, host_word_doorbell> rq_;
   interrupt_dispatcher<1, 1> dispatch_;
+  bool dispatch_bound_ = false;
   waiter_t waiter_{};
   slot_state* slots_ = nullptr;
   std::uint32_t* reissue_ = nullptr;

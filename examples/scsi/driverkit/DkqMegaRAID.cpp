@@ -101,7 +101,7 @@ struct DkqMegaRAID_IVars {
   dma_t dma;
   mach_clock clock;
   platform_t plat;
-  core_t* core = nullptr;  // re-created on power-on: a stopped controller<> is not restarted
+  core_t* core = nullptr;  // re-created on power-on, so nothing survives a power state
   mr::options opt{};
   engine_t engine;
   bridge_t* bridge = nullptr;
