@@ -117,6 +117,45 @@ TEST(NvmeDextTranslation, SynchronizeIsAFlushTheDeviceAnswers) {
   EXPECT_EQ(r.t.counters().flushes, 1u);
 }
 
+TEST(NvmeDextTranslation, InternalFlushStaysOutOfTheKernelsIdSpace) {
+  rig r;
+  r.start();
+  ASSERT_TRUE(r.t.synchronize(0).ok());  // a kernel request with ID 0
+  ASSERT_TRUE(r.t.flush_internal().ok()); // does not collide with it
+  std::vector<dx::block_completion> all;
+  r.t.ring();
+  for (int i = 0; i < 20; ++i) {
+    r.dev.step();
+    r.t.poll(8, [&](const dx::block_completion& c) { all.push_back(c); });
+  }
+  ASSERT_EQ(all.size(), 2u);
+  int internal = 0, kernel = 0;
+  for (const auto& c : all) {
+    if (c.kind == dx::request_kind::internal_flush) ++internal;
+    if (c.kind == dx::request_kind::synchronize && c.request_id == 0) ++kernel;
+  }
+  EXPECT_EQ(internal, 1);
+  EXPECT_EQ(kernel, 1);
+  EXPECT_EQ(r.dev.flushes, 2u);
+  ASSERT_TRUE(r.t.synchronize(0).ok());  // ID 0 is free again, the bitmap untouched by the internal one
+}
+
+TEST(NvmeDextTranslation, UnmapFailingPartWayCompletesOnceWithTheError) {
+  rig r;
+  r.start(2, 4);  // 3 command slots in the queue
+  // The first two deallocates take the queue's slots; the third cannot be
+  // posted, so the request completes once after the two, with that error.
+  ASSERT_TRUE(r.t.synchronize(90).ok());  // occupy one queue slot first
+  const dx::unmap_range ranges[3] = {{0, 1}, {4, 1}, {8, 1}};
+  ASSERT_TRUE(r.t.unmap(91, ranges).ok());
+  r.run();
+  ASSERT_EQ(r.done.count(91), 1u);
+  EXPECT_NE(r.done[91].ret, dx::io_return::success);
+  EXPECT_EQ(r.dev.deallocates, 2u);
+  EXPECT_EQ(r.done.count(90), 1u);
+  EXPECT_EQ(r.t.in_flight(), 0u);
+}
+
 TEST(NvmeDextTranslation, UnmapOfSeveralRangesCompletesOnceAfterAll) {
   rig r;
   r.start();

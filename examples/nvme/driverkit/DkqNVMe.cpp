@@ -65,11 +65,19 @@ kern_return_t to_kern(dx::io_return r) {
 }
 
 constexpr std::uint32_t io_queue_entries = 256;
-// The flush Stop() sends on its own behalf; its completion is not reported
-// to the kernel (which never issued it).
-constexpr std::uint32_t internal_request_id = 0xffffffffu;
 constexpr std::uint64_t timeout_scan_ns = 1'000'000'000ull;  // 1 s
 
+}  // namespace
+
+struct DkqNVMe_IVars;
+namespace {
+// Completion target for the dispatcher: reap the translator, complete each
+// request to the kernel (defined below the ivars it reads).
+struct reaper {
+  DkqNVMe* self = nullptr;
+  DkqNVMe_IVars* iv = nullptr;
+  std::uint32_t drain(std::uint32_t budget) noexcept;
+};
 }  // namespace
 
 struct DkqNVMe_IVars {
@@ -88,32 +96,25 @@ struct DkqNVMe_IVars {
   IOTimerDispatchSource* timer = nullptr;
   OSAction* irq_action = nullptr;
   OSAction* timer_action = nullptr;
+  reaper reap;  // the dispatcher's completion target for the I/O queue
   std::uint32_t nsid = 0;
   dx::device_params params{};
   bool started = false;
 };
 
-namespace {
-// Completion target for the dispatcher: reap the translator, complete each
-// request to the kernel.
-struct reaper {
-  DkqNVMe* self;
-  DkqNVMe_IVars* iv;
-  std::uint32_t drain(std::uint32_t budget) noexcept {
-    return iv->xlate.poll(budget, [this](const dx::block_completion& c) {
-      if (c.request_id == internal_request_id) {
-        if (!c.st.ok()) LOG("flush at stop failed: %{public}s", c.st.message());
-        return;
-      }
-      if (c.kind == dx::request_kind::read || c.kind == dx::request_kind::write)
-        self->CompleteIO(c.request_id, c.bytes, to_kern(c.ret));
-      else
-        self->Complete(c.request_id, to_kern(c.ret));
-      if (!c.st.ok()) LOG("request %u failed: %{public}s", c.request_id, c.st.message());
-    });
-  }
-};
-}  // namespace
+std::uint32_t reaper::drain(std::uint32_t budget) noexcept {
+  return iv->xlate.poll(budget, [this](const dx::block_completion& c) {
+    if (c.kind == dx::request_kind::internal_flush) {  // Stop's own flush: not the kernel's
+      if (!c.st.ok()) LOG("flush at stop failed: %{public}s", c.st.message());
+      return;
+    }
+    if (c.kind == dx::request_kind::read || c.kind == dx::request_kind::write)
+      self->CompleteIO(c.request_id, c.bytes, to_kern(c.ret));
+    else
+      self->Complete(c.request_id, to_kern(c.ret));
+    if (!c.st.ok()) LOG("request %u failed: %{public}s", c.request_id, c.st.message());
+  });
+}
 
 bool DkqNVMe::init() {
   if (!super::init()) return false;
@@ -187,9 +188,8 @@ kern_return_t IMPL(DkqNVMe, Start) {
   iv->params = *params;
   if (dkq::status s = iv->xlate.init(iv->io, iv->nsid, iv->params); !s) return dkapple::to_kern(s);
 
-  static reaper r;  // one per dext process (one device per process: IOUserServerName)
-  r = reaper{this, iv};
-  auto bound = iv->dispatcher.bind(0, dkq::completion_target::of(r));
+  iv->reap = reaper{this, iv};
+  auto bound = iv->dispatcher.bind(0, dkq::completion_target::of(iv->reap));
   if (!bound) return dkapple::to_kern(bound.error());
   void* bmem = IOMallocZero(sizeof(*iv->bridge));
   if (bmem == nullptr) return kIOReturnNoMemory;
@@ -202,7 +202,7 @@ kern_return_t IMPL(DkqNVMe, Start) {
   kr = CreateActionTimerOccurred(0, &iv->timer_action);
   if (kr != kIOReturnSuccess) return kr;
   iv->timer->SetHandler(iv->timer_action);
-  iv->timer->WakeAtTime(kIOTimerClockMonotonicRaw, dkapple::now_ns() + timeout_scan_ns, timeout_scan_ns / 10);
+  iv->timer->WakeAtTime(kIOTimerClockMachAbsoluteTime, dkapple::abs_deadline_after_ns(timeout_scan_ns), 0);
   iv->timer->SetEnable(true);
 
   iv->started = true;
@@ -222,7 +222,7 @@ kern_return_t IMPL(DkqNVMe, Stop) {
   if (iv->started) {
     // Whatever the kernel sent before Stop is flushed by the device before
     // the controller is shut down (CC.SHN), never acknowledged locally.
-    (void)iv->xlate.synchronize(internal_request_id);
+    (void)iv->xlate.flush_internal();
     iv->xlate.ring();
     const std::uint64_t end = dkapple::now_ns() + 5'000'000'000ull;
     while (iv->xlate.in_flight() != 0 && dkapple::now_ns() < end) {
@@ -256,7 +256,11 @@ kern_return_t IMPL(DkqNVMe, DoAsyncReadWrite) {
   r.blocks = numOfBlocks;
   r.fua = (options & kIOUserStorageOptionForceUnitAccess) != 0;
   dkq::status s = ivars->xlate.read_write(r);
-  if (!s) return to_kern(dx::to_io_return(s));  // refused: nothing was sent
+  if (!s) {
+    // Refused before any command was built: the request completes here, once.
+    CompleteIO(requestID, 0, to_kern(dx::to_io_return(s)));
+    return kIOReturnSuccess;
+  }
   ivars->xlate.ring();
   return kIOReturnSuccess;
 }
@@ -266,7 +270,10 @@ kern_return_t IMPL(DkqNVMe, DoAsyncSynchronize) {
   (void)numOfBlocks;
   // NVMe Flush, completed by Complete() on the device's answer only.
   dkq::status s = ivars->xlate.synchronize(requestID);
-  if (!s) return to_kern(dx::to_io_return(s));
+  if (!s) {
+    Complete(requestID, to_kern(dx::to_io_return(s)));
+    return kIOReturnSuccess;
+  }
   ivars->xlate.ring();
   return kIOReturnSuccess;
 }
@@ -278,7 +285,10 @@ kern_return_t DkqNVMe::DoAsyncUnmapPriv(uint32_t requestID, struct BlockRange* r
   // (start block, block count).
   for (uint32_t i = 0; i < numOfRanges; ++i) mine[i] = dx::unmap_range{ranges[i].startBlock, ranges[i].numOfBlocks};
   dkq::status s = ivars->xlate.unmap(requestID, std::span<const dx::unmap_range>(mine, numOfRanges));
-  if (!s) return to_kern(dx::to_io_return(s));
+  if (!s) {
+    Complete(requestID, to_kern(dx::to_io_return(s)));
+    return kIOReturnSuccess;
+  }
   ivars->xlate.ring();
   return kIOReturnSuccess;
 }
@@ -340,6 +350,7 @@ void IMPL(DkqNVMe, TimerOccurred) {
   if (!iv->started) return;
   iv->dispatcher.poll(0);  // a lost interrupt costs at most one period
   iv->xlate.check_timeouts([this](const dx::block_completion& c) {
+    if (c.kind == dx::request_kind::internal_flush) return;
     if (c.kind == dx::request_kind::read || c.kind == dx::request_kind::write)
       CompleteIO(c.request_id, c.bytes, to_kern(c.ret));
     else
@@ -349,5 +360,5 @@ void IMPL(DkqNVMe, TimerOccurred) {
     LOG("queue needs a controller reset after an unabortable timeout");
     (void)iv->ctrl.reset_and_recover();
   }
-  iv->timer->WakeAtTime(kIOTimerClockMonotonicRaw, dkapple::now_ns() + timeout_scan_ns, timeout_scan_ns / 10);
+  iv->timer->WakeAtTime(kIOTimerClockMachAbsoluteTime, dkapple::abs_deadline_after_ns(timeout_scan_ns), 0);
 }

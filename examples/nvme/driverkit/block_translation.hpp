@@ -15,6 +15,9 @@
 // segment spans pages), never a CPU address.
 //
 // Rules kept here:
+//  - a refusal (the return value of read_write/synchronize/unmap) means no
+//    command was built; the shell then completes the request itself, once,
+//    with to_io_return(status) through CompleteIO/Complete.
 //  - requestID -> command: each accepted request takes a slot; the command's
 //    user word is slot | generation << 32, so a completion naming a slot that
 //    was retired (stale) or already completed cannot complete another request.
@@ -137,7 +140,9 @@ struct unmap_range {
   std::uint64_t blocks = 0;
 };
 
-enum class request_kind : std::uint8_t { read, write, synchronize, unmap };
+// internal_flush: a Flush the driver sends on its own behalf (before
+// shutdown); it has no kernel request ID and is never reported to the kernel.
+enum class request_kind : std::uint8_t { read, write, synchronize, unmap, internal_flush };
 
 // One finished request: CompleteIO(request_id, bytes, ret) for read/write,
 // Complete(request_id, ret) for synchronize and unmap.
@@ -184,8 +189,8 @@ class block_translator {
   std::uint32_t in_flight() const noexcept { return p_.max_outstanding - free_top_; }
 
   // DoAsyncReadWrite. A refusal is returned (the shell completes the request
-  // with to_io_return(status) at once); on success the request completes later
-  // through poll().
+  // with to_io_return(status) at once, through CompleteIO); on success the
+  // request completes later through poll().
   status read_write(const rw_request& r) noexcept {
     if (q_ == nullptr) return refuse({errc::not_initialized, "translator not initialised"});
     if (r.blocks == 0) return refuse({errc::invalid_argument, "read/write of 0 blocks"});
@@ -217,6 +222,21 @@ class block_translator {
   status synchronize(std::uint32_t request_id) noexcept {
     if (q_ == nullptr) return refuse({errc::not_initialized, "translator not initialised"});
     auto s = take(request_id, 1, 0, request_kind::synchronize);
+    if (!s) return refuse(s.error());
+    status st = q_->flush(nsid_, *s);
+    if (!st) {
+      put(static_cast<std::uint32_t>(*s));
+      return refuse(st);
+    }
+    ++c_.flushes;
+    return ok_status;
+  }
+
+  // A Flush for the driver itself (Stop, power-off): completes through poll()
+  // with kind internal_flush and request_id 0, outside the kernel's ID space.
+  status flush_internal() noexcept {
+    if (q_ == nullptr) return refuse({errc::not_initialized, "translator not initialised"});
+    auto s = take(0, 1, 0, request_kind::internal_flush);
     if (!s) return refuse(s.error());
     status st = q_->flush(nsid_, *s);
     if (!st) {
@@ -307,9 +327,11 @@ class block_translator {
   // A slot for `request_id`, as the command's user word.
   result<std::uint64_t> take(std::uint32_t request_id, std::uint32_t commands, std::uint64_t bytes,
                              request_kind kind) noexcept {
-    if (id_in_flight(request_id)) return status{errc::duplicate, "request ID already in flight", request_id};
+    const bool internal = kind == request_kind::internal_flush;
+    if (!internal && id_in_flight(request_id))
+      return status{errc::duplicate, "request ID already in flight", request_id};
     if (free_top_ == 0) return status{errc::busy, "more requests than numOfOutstandingIOs", p_.max_outstanding};
-    if (request_id < id_bits) id_[request_id / 64] |= std::uint64_t{1} << (request_id % 64);
+    if (!internal && request_id < id_bits) id_[request_id / 64] |= std::uint64_t{1} << (request_id % 64);
     const std::uint32_t i = free_[--free_top_];
     slot& s = slots_[i];
     s.busy = true;
@@ -327,13 +349,13 @@ class block_translator {
   bool id_in_flight(std::uint32_t id) const noexcept {
     if (id < id_bits) return (id_[id / 64] >> (id % 64)) & 1u;
     for (std::uint32_t i = 0; i < p_.max_outstanding; ++i)
-      if (slots_[i].busy && slots_[i].request_id == id) return true;
+      if (slots_[i].busy && slots_[i].kind != request_kind::internal_flush && slots_[i].request_id == id) return true;
     return false;
   }
 
   void put(std::uint32_t i) noexcept {
     const std::uint32_t id = slots_[i].request_id;
-    if (id < id_bits) id_[id / 64] &= ~(std::uint64_t{1} << (id % 64));
+    if (slots_[i].kind != request_kind::internal_flush && id < id_bits) id_[id / 64] &= ~(std::uint64_t{1} << (id % 64));
     slots_[i].busy = false;
     ++slots_[i].gen;
     free_[free_top_++] = i;

@@ -17,6 +17,7 @@
 #include <DriverKit/DriverKit.h>
 #include <DriverKit/IOInterruptDispatchSource.h>
 #include <PCIDriverKit/PCIDriverKit.h>
+#include <mach/mach_time.h>
 #include <time.h>
 
 #include <cstdint>
@@ -71,10 +72,19 @@ class interrupt_sources {
   std::uint32_t count_ = 0;
 };
 
-// Monotonic nanoseconds for the cores' deadlines: the clock
-// IOTimerDispatchSource::WakeAtTime takes with kIOTimerClockMonotonicRaw, so
-// one value serves both.
-inline std::uint64_t now_ns() noexcept { return clock_gettime_nsec_np(CLOCK_MONOTONIC_RAW); }
+// Nanoseconds of mach_absolute_time (CLOCK_UPTIME_RAW: stops while asleep)
+// for the cores' deadlines, and timer deadlines in the same clock's ticks for
+// IOTimerDispatchSource::WakeAtTime(kIOTimerClockMachAbsoluteTime, ...), the
+// clock whose units are not in doubt (Apple's pages disagree on what
+// kIOTimerClockMonotonicRaw counts).
+inline std::uint64_t now_ns() noexcept { return clock_gettime_nsec_np(CLOCK_UPTIME_RAW); }
+
+inline std::uint64_t abs_deadline_after_ns(std::uint64_t ns) noexcept {
+  static mach_timebase_info_data_t tb{};
+  if (tb.denom == 0) mach_timebase_info(&tb);
+  // ticks = ns * denom / numer (numer/denom converts ticks to ns)
+  return mach_absolute_time() + ns * tb.denom / tb.numer;
+}
 
 inline void delay_us(std::uint32_t us) noexcept {
   if (us >= 1000) {
