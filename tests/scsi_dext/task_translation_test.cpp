@@ -702,6 +702,50 @@ TEST(ScsiDextResponse, TimedOutTaskIsAnsweredOnceAsTimeout) {
   EXPECT_EQ(r.eng.tasks_in_flight(), 0u);
 }
 
+TEST(ScsiDextResponse, TaskTimeoutFromTheTaskIsTheCommandsDeadline) {
+  rig r;
+  mr::options o;
+  o.command_timeout_ns = 60'000'000'000ull;  // the core's default: a minute
+  o.abort_grace_ns = 20'000'000;
+  r.start(false, o);
+  r.ctl.drop_next = 1;
+  auto t = cdb_task(r.map(), 0, {0, 0, 0, 0, 0, 0});
+  t.timeout_ms = 100;  // fTimeoutInMilliSec
+  ASSERT_TRUE(r.eng.process(t, {}, nullptr).in_process);
+  for (int i = 0; i < 30 && r.responses.empty(); ++i) {  // 300 ms of timer ticks
+    r.clk.t += 10'000'000;
+    r.eng.on_timer();
+  }
+  ASSERT_EQ(r.responses.size(), 1u);
+  EXPECT_EQ(r.responses[0].failure, dx::host_failure::timeout);
+}
+
+TEST(ScsiDextTaskManagement, AbortTaskEndsTheTaskOnceAsTaskAborted) {
+  rig r;
+  r.start();
+  r.ctl.drop_next = 1;  // the firmware sits on the first task
+  auto held = cdb_task(r.map(), 0, {0, 0, 0, 0, 0, 0});
+  held.task_tag = 0x77;
+  auto other = cdb_task(r.map(), 0, {0, 0, 0, 0, 0, 0});
+  other.task_tag = 0x78;
+  ASSERT_TRUE(r.eng.process(held, {}, nullptr).in_process);
+  ASSERT_TRUE(r.eng.process(other, {}, nullptr).in_process);
+  r.eng.service();
+  ASSERT_EQ(r.responses.size(), 1u);  // the other one
+  EXPECT_EQ(r.eng.abort_task(0, 0x99).code(), errc::invalid_argument);  // no such tag
+  EXPECT_EQ(r.eng.abort_task(1, 0x77).code(), errc::invalid_argument);  // wrong target
+  ASSERT_TRUE(r.eng.abort_task(0, 0x77).ok());
+  for (int i = 0; i < 5; ++i) r.eng.service();
+  ASSERT_EQ(r.responses.size(), 2u);
+  EXPECT_EQ(r.responses[1].controller_task_id, held.controller_task_id);
+  EXPECT_EQ(r.responses[1].scsi_status, dkq::scsi::scsi_status::task_aborted);
+  EXPECT_EQ(r.responses[1].bytes_transferred, 0u);
+  EXPECT_EQ(r.ctl.c.aborts, 1u);
+  EXPECT_EQ(r.eng.stats().abort_requests, 1u);
+  EXPECT_EQ(r.eng.tasks_in_flight(), 0u);
+  EXPECT_EQ(r.eng.abort_task(0, 0x77).code(), errc::invalid_argument);  // done: nothing to abort
+}
+
 // ---- the data segment under the HBA's limits -----------------------------------------------
 
 TEST(ScsiDextSgl, BufferAcross4GiBIsOneSgl64Element) {

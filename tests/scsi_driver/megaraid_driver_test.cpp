@@ -419,6 +419,101 @@ TEST(MegaraidDriver, TimeoutAbortsAndCompletesOnceAsTimeout) {
   EXPECT_EQ(r.drv.in_flight(), 0u);
 }
 
+// abort(user): task management from the caller (the dext's
+// UserAbortTaskRequest), not from the timeout scan.
+TEST(MegaraidDriver, CallerAbortEndsTheCommandOnce) {
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  auto buf = r.buffer(4096);
+  counter held, other;
+  mr::request q;
+  q.kind = mr::op::ld_read;
+  q.blocks = 1;
+  q.data = dkq::dma_region{buf.cpu, buf.device, 512};
+  q.done = counter::done;
+  q.user = &held;
+  r.ctl.drop_next = 1;  // the firmware sits on this one
+  ASSERT_TRUE(r.drv.submit(q).ok());
+  q.user = &other;
+  q.data = dkq::dma_region{buf.cpu_at(512), buf.device_at(512), 512};
+  ASSERT_TRUE(r.drv.submit(q).ok());
+  for (int i = 0; i < 5; ++i) r.drv.poll();
+  EXPECT_EQ(other.calls, 1);
+  EXPECT_EQ(held.calls, 0);
+  ASSERT_TRUE(r.drv.abort(&held).ok());
+  EXPECT_EQ(r.drv.abort(&held).code(), errc::busy);             // one ABORT at a time
+  EXPECT_EQ(r.drv.abort(&other).code(), errc::invalid_argument); // already completed
+  EXPECT_EQ(r.drv.abort(nullptr).code(), errc::invalid_argument);
+  for (int i = 0; i < 20; ++i) r.drv.poll();
+  EXPECT_EQ(held.calls, 1);
+  EXPECT_FALSE(held.last.ok());
+  EXPECT_EQ(r.ctl.c.aborts, 1u);
+  EXPECT_EQ(r.drv.stats().aborts_requested, 1u);
+  EXPECT_EQ(r.drv.stats().resets, 0u);
+  EXPECT_EQ(r.drv.in_flight(), 0u);
+}
+
+TEST(MegaraidDriver, CallerAbortIgnoredEndsInResetNotReissue) {
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  o.abort_grace_ns = 50'000'000;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  auto buf = r.buffer(512);
+  struct seen {
+    int calls = 0;
+    bool aborted = false;
+    static void done(void* u, const mr::completion& c) noexcept {
+      auto* self = static_cast<seen*>(u);
+      ++self->calls;
+      self->aborted = c.aborted;
+    }
+  } held;
+  mr::request q;
+  q.kind = mr::op::ld_read;
+  q.blocks = 1;
+  q.data = buf;
+  q.done = seen::done;
+  q.user = &held;
+  r.ctl.drop_next = 1;
+  r.ctl.ignore_aborts = true;
+  ASSERT_TRUE(r.drv.submit(q).ok());
+  r.drv.poll();
+  ASSERT_TRUE(r.drv.abort(&held).ok());
+  for (int i = 0; i < 400 && held.calls == 0; ++i) r.drv.wait(10);
+  EXPECT_EQ(held.calls, 1);
+  EXPECT_TRUE(held.aborted);
+  EXPECT_EQ(r.drv.stats().resets, 1u);
+  EXPECT_EQ(r.drv.stats().reissued, 0u);
+  for (int i = 0; i < 20; ++i) r.drv.poll();
+  EXPECT_EQ(held.calls, 1);
+}
+
+TEST(MegaraidDriver, PerRequestTimeoutOverridesTheDefault) {
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  o.command_timeout_ns = 60'000'000'000ull;  // a minute by default
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  auto buf = r.buffer(512);
+  counter lost;
+  mr::request q;
+  q.kind = mr::op::ld_read;
+  q.blocks = 1;
+  q.data = buf;
+  q.timeout_ms = 100;  // this one: 100 ms
+  q.done = counter::done;
+  q.user = &lost;
+  r.ctl.drop_next = 1;
+  ASSERT_TRUE(r.drv.submit(q).ok());
+  for (int i = 0; i < 100 && lost.calls == 0; ++i) r.drv.wait(10);
+  EXPECT_EQ(lost.calls, 1);
+  EXPECT_EQ(lost.last.code(), errc::timeout);
+  EXPECT_EQ(r.drv.stats().aborts, 1u);
+}
+
 TEST(MegaraidDriver, AbortIgnoredLeadsToResetAndReissue) {
   rig r;
   mr::options o;

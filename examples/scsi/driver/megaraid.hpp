@@ -147,6 +147,7 @@ struct completion {
   bool sense_valid = false;
   scsi::sense_data sense{};
   bool reissued = false;  // survived a controller reset by being posted again
+  bool aborted = false;   // ended by abort() (the firmware's answer is in mfi_status)
 };
 
 using done_fn = void (*)(void* user, const completion& c) noexcept;
@@ -163,6 +164,7 @@ struct request {
   std::uint8_t cdb_len = 0;
   dma_direction dir = dma_direction::from_device;
   dma_region data{};            // data.size = bytes moved; empty = no data
+  std::uint32_t timeout_ms = 0; // 0: options::command_timeout_ns
   done_fn done = nullptr;
   void* user = nullptr;
 };
@@ -178,7 +180,8 @@ struct driver_stats {
   std::uint64_t duplicate = 0;
   std::uint64_t bad_context = 0;
   std::uint64_t timeouts = 0;
-  std::uint64_t aborts = 0;
+  std::uint64_t aborts = 0;          // ABORT frames sent (timeouts and abort())
+  std::uint64_t aborts_requested = 0; // abort() calls that sent one
   std::uint64_t resets = 0;
   std::uint64_t reissued = 0;
   std::uint64_t failed_by_reset = 0;
@@ -319,6 +322,31 @@ class controller {
   }
 
   status last_error() const noexcept { return last_error_; }
+
+  // Aborts the in-flight command that was submitted with `user` (SCSI task
+  // management: ABORT TASK). An MFI ABORT frame names it; the command then
+  // completes through its done callback, once, with completion::aborted set
+  // when the firmware ended it. A firmware that ignores the ABORT for
+  // abort_grace_ns gets the timeout path's controller reset, which fails or
+  // re-issues the command (never both, never twice). errc::invalid_argument
+  // when no such command is in flight (it may just have completed), busy when
+  // an ABORT for it is already out.
+  status abort(const void* user) noexcept {
+    if (!operational_) return {errc::not_initialized, "controller is not operational"};
+    if (user == nullptr) return {errc::invalid_argument, "abort needs the request's user pointer"};
+    for (std::uint32_t i = 0; i < slot_count_; ++i) {
+      slot_state& s = slots_[i];
+      if (!s.in_use || s.internal || s.kind_abort || s.req.user != user) continue;
+      if (s.abort_sent) return {errc::busy, "an ABORT for this command is already outstanding"};
+      s.abort_sent = true;
+      s.abort_requested = true;
+      s.abort_deadline = plat_->now_ns() + opt_.abort_grace_ns;
+      ++stats_.aborts_requested;
+      send_abort(s.cid, s);
+      return ok_status;
+    }
+    return {errc::invalid_argument, "no command in flight with this user pointer"};
+  }
 
   // ---- synchronous helpers (setup, tools; not the hot path) ------------------------
   // Runs one request to completion.
@@ -480,6 +508,11 @@ class controller {
       } else if (timed_out) {
         ++stats_.timeouts;
         finish_slot(t.slot, make_status_completion({errc::timeout, "command timed out; controller was reset"}));
+      } else if (s.abort_requested) {
+        // The caller asked for it to end: ended by the reset, not re-issued.
+        completion c = make_status_completion({errc::io_error, "aborted command ended by a controller reset"});
+        c.aborted = true;
+        finish_slot(t.slot, c);
       } else if (opt_.reissue_after_reset && !s.internal && s.reissues < opt_.max_reissues && nre < slot_count_) {
         reissue[nre++] = t.slot;
       } else {
@@ -494,7 +527,7 @@ class controller {
     for (std::uint32_t i = 0; i < nre; ++i) {
       const std::uint32_t si = reissue[i];
       slot_state& s = slots_[si];
-      auto cid = tags_.acquire(tag_ctx{si}, plat_->now_ns() + opt_.command_timeout_ns);
+      auto cid = tags_.acquire(tag_ctx{si}, plat_->now_ns() + timeout_of(s.req));
       if (!cid) {  // cannot happen: the table was emptied above
         --io_in_flight_;
         finish_slot(si, make_status_completion(cid.error()));
@@ -531,6 +564,7 @@ class controller {
     bool kind_abort = false;    // an ABORT frame
     bool finished = false;
     bool abort_sent = false;
+    bool abort_requested = false;  // by abort(), not by the timeout scan
     bool reissued = false;
     std::uint32_t reissues = 0;
     std::uint64_t abort_deadline = 0;
@@ -883,7 +917,7 @@ class controller {
       return {errc::no_space, "queue depth reached; poll and submit again", io_in_flight_};
     auto fo = frames_.get();
     if (!fo) return {errc::no_space, "no free MFI frame", frames_.capacity()};
-    auto cid = tags_.acquire(tag_ctx{fo->index}, plat_->now_ns() + opt_.command_timeout_ns);
+    auto cid = tags_.acquire(tag_ctx{fo->index}, plat_->now_ns() + timeout_of(r));
     if (!cid) {
       (void)frames_.put(*fo);
       return cid.error();
@@ -897,6 +931,7 @@ class controller {
     s.kind_abort = false;
     s.finished = false;
     s.abort_sent = false;
+    s.abort_requested = false;
     s.reissued = false;
     s.reissues = 0;
     s.bounced = false;
@@ -1094,6 +1129,7 @@ class controller {
       }
     }
     c.st = decode_completion(c.mfi_status, c.scsi_status, c.sense_valid, c.sense);
+    c.aborted = s.abort_requested && c.mfi_status != mfi::stat::ok;
     if (!s.internal && !s.kind_abort) --io_in_flight_;
     finish_slot(si, c);
     return 1;
@@ -1207,6 +1243,10 @@ class controller {
     a.extra_frames = 0;
     ++stats_.aborts;
     post(a);
+  }
+
+  std::uint64_t timeout_of(const request& r) const noexcept {
+    return r.timeout_ms != 0 ? std::uint64_t{r.timeout_ms} * 1'000'000ull : opt_.command_timeout_ns;
   }
 
   logical_drive* find_ld(std::uint8_t target) noexcept {

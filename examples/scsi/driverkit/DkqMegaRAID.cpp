@@ -581,17 +581,27 @@ void IMPL(DkqMegaRAID, UserProcessBundledParallelTasks) {
 }
 
 // ---- task management ---------------------------------------------------------------------
-// The core aborts a command only from its own timeout scan (ABORT frame, then
-// a controller reset) and exposes no abort-by-task entry point; abort and
-// clear requests are therefore rejected (the framework's timeout still ends
-// the task through the core). Resets map to a controller reset, which
+// ABORT TASK goes to the controller as an MFI ABORT frame for the task with
+// that tag (task_engine::abort_task -> controller::abort); the task then
+// completes once, TASK ABORTED, through the normal drain (or through the
+// reset that follows a firmware that ignores the ABORT). Abort/clear of a
+// whole task set are rejected. Resets map to a controller reset, which
 // re-posts what was in flight (nothing completes twice or is lost).
 
 kern_return_t IMPL(DkqMegaRAID, UserAbortTaskRequest) {
-  (void)theT;
-  (void)theL;
-  (void)theQ;
-  *response = kSCSIServiceResponse_FUNCTION_REJECTED;
+  (void)theL;  // LDs have LUN 0 only
+  auto* iv = ivars;
+  dkq::status s;
+  {
+    locked g(iv->lock);
+    s = iv->running ? iv->engine.abort_task(theT, theQ)
+                    : dkq::status{dkq::errc::not_initialized, "controller is not running"};
+  }
+  // A task that is no longer in flight has completed: the function is done.
+  if (s.ok() || s.code() == dkq::errc::invalid_argument)
+    *response = kSCSIServiceResponse_FUNCTION_COMPLETE;
+  else
+    *response = kSCSIServiceResponse_FUNCTION_REJECTED;
   return kIOReturnSuccess;
 }
 

@@ -71,7 +71,7 @@ struct task_view {
   std::uint64_t buffer_iovm_addr = 0;     // fBufferIOVMAddr: a device address (DART), one segment
   std::uint32_t timeout_ms = 0;           // fTimeoutInMilliSec
   std::uint64_t controller_task_id = 0;   // fControllerTaskIdentifier (from UserMapHBAData)
-  std::uint64_t task_tag = 0;             // fTaskTagIdentifier (logs only)
+  std::uint64_t task_tag = 0;             // fTaskTagIdentifier (ABORT TASK names the task by it)
 };
 
 // The CPU side of the task's data buffer: UserGetDataBuffer's descriptor,
@@ -227,6 +227,7 @@ inline result<request> to_request(const task_view& t, const data_buffer& buf, co
   std::memcpy(r.cdb.data(), t.cdb, t.cdb_length);
   r.cdb_len = t.cdb_length;
   r.dir = t.dir == transfer_dir::to_target ? dma_direction::to_device : dma_direction::from_device;
+  r.timeout_ms = t.timeout_ms;  // the core's per-command deadline (0: its default)
   if (t.requested_count != 0) {
     if (buf.cpu == nullptr) return status{errc::invalid_argument, "data task without a mapped data buffer"};
     if (buf.length < t.requested_count)
@@ -404,6 +405,11 @@ inline response_view build_response(const task_view& t, const completion& c) noe
   r.controller_task_id = t.controller_task_id;
   r.target_id = t.target_id;
   r.why = c.st;
+  if (c.aborted) {
+    // Ended by ABORT TASK (abort_task): TASK ABORTED, nothing transferred.
+    r.scsi_status = scsi::scsi_status::task_aborted;
+    return r;
+  }
   switch (c.mfi_status) {
     case mfi::stat::ok:
       r.scsi_status = scsi::scsi_status::good;
@@ -667,6 +673,7 @@ struct engine_stats {
   std::uint64_t retries_deferred = 0;  // re-issue waited for a free frame
   std::uint64_t bad_ids = 0;           // tasks whose controller task ID did not check out
   std::uint64_t failed_at_stop = 0;    // in flight when the controller stopped
+  std::uint64_t abort_requests = 0;    // ABORT TASK requests that named a task in flight
 };
 
 struct submit_outcome {
@@ -845,6 +852,31 @@ class task_engine {
   const task_table_counters& id_counters() const noexcept { return ids_.counters(); }
   std::uint32_t tasks_in_flight() const noexcept { return ids_.in_flight(); }
   bool sync16_rejected(std::uint8_t target) const noexcept { return target < mfi::max_ld && sync16_rejected_[target]; }
+
+  // UserAbortTaskRequest(target, LUN, task tag): ABORT TASK for the task in
+  // flight with that tag. A task waiting for its (10) retry is answered at
+  // once; one at the controller gets an MFI ABORT frame (controller::abort)
+  // and completes through service() with TASK ABORTED - or, if the firmware
+  // ignores the ABORT, through the reset that follows, still once.
+  // errc::invalid_argument when no such task is in flight.
+  status abort_task(std::uint64_t target, std::uint64_t task_tag) noexcept {
+    task_state* found = nullptr;
+    ids_.for_each_in_flight([&](std::uint32_t, task_state& ts) noexcept {
+      if (found == nullptr && ts.task.target_id == target && ts.task.task_tag == task_tag) found = &ts;
+    });
+    if (found == nullptr) return {errc::invalid_argument, "no task in flight with this tag", task_tag};
+    ++st_.abort_requests;
+    if (found->retry_pending) {
+      found->retry_pending = false;
+      completion c;
+      c.aborted = true;
+      c.st = {errc::io_error, "aborted before its SYNCHRONIZE CACHE (10) retry was posted"};
+      deliver(*found, build_response(found->task, c));
+      return ok_status;
+    }
+    if (core_ == nullptr || !core_->operational()) return {errc::not_initialized, "controller is not running"};
+    return core_->abort(found);
+  }
 
   // A completion delivered by someone other than the engine (tests, and the
   // glue's abort path): finishes the ID once; a second call is an error.
