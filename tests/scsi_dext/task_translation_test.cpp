@@ -599,6 +599,9 @@ TEST(ScsiDextResponse, CheckConditionCarriesAutoSense) {
     EXPECT_EQ(x.sense[0] & 0x7f, 0x70);
     EXPECT_EQ(x.sense[2], dkq::scsi::sense_key::illegal_request);
     EXPECT_EQ(x.sense[7], 10);
+    // The device's bytes pass whole: the sense-key specific field pointer too.
+    EXPECT_EQ(x.sense[15], 0xc0);
+    EXPECT_EQ(x.sense[17], 2);
     EXPECT_EQ(x.bytes_transferred, 0u);
   }
   EXPECT_EQ(r.responses[0].sense[12], 0x21);

@@ -478,6 +478,12 @@ class fake_mfi_controller {
     s[2] = key;
     s[7] = 10;
     s[12] = asc;
+    // ILLEGAL REQUEST carries a sense-key specific field pointer (SKSV set,
+    // C/D = 1: byte 2 of the CDB), as targets do; tests check it survives.
+    if (key == scsi::sense_key::illegal_request) {
+      s[15] = 0xc0;
+      s[17] = 2;
+    }
   }
 
   std::uint8_t do_scsi(std::uint8_t* f, const mfi::frame_header& h, std::uint8_t& ss) {

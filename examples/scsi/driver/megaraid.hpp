@@ -148,6 +148,11 @@ struct completion {
   scsi::sense_data sense{};
   bool reissued = false;  // survived a controller reset by being posted again
   bool aborted = false;   // ended by abort() (the firmware's answer is in mfi_status)
+  // The sense bytes as the device returned them (auto-sense), for callers
+  // that pass them on whole (the dext's fSenseBuffer). Valid only inside the
+  // done callback: they live in the controller's sense buffer.
+  const std::uint8_t* sense_bytes = nullptr;
+  std::uint8_t sense_bytes_len = 0;
 };
 
 using done_fn = void (*)(void* user, const completion& c) noexcept;
@@ -1122,10 +1127,13 @@ class controller {
     const std::uint8_t got_sense = h->sense_len < sense_len ? h->sense_len : sense_len;
     if (c.mfi_status == mfi::stat::scsi_done_with_error && c.scsi_status == scsi::scsi_status::check_condition &&
         got_sense != 0) {
-      auto sd = scsi::parse_sense(sense_mem_.template cpu_at<const std::uint8_t>(si * sense_bytes), got_sense);
+      const std::uint8_t* raw = sense_mem_.template cpu_at<const std::uint8_t>(si * sense_bytes);
+      auto sd = scsi::parse_sense(raw, got_sense);
       if (sd) {
         c.sense_valid = true;
         c.sense = *sd;
+        c.sense_bytes = raw;
+        c.sense_bytes_len = got_sense;
       }
     }
     c.st = decode_completion(c.mfi_status, c.scsi_status, c.sense_valid, c.sense);

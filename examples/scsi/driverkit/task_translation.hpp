@@ -417,8 +417,17 @@ inline response_view build_response(const task_view& t, const completion& c) noe
       return r;
     case mfi::stat::scsi_done_with_error:
       r.scsi_status = c.scsi_status;
-      if (c.scsi_status == scsi::scsi_status::check_condition && c.sense_valid)
-        r.sense_length = build_fixed_sense(c.sense, r.sense, sizeof r.sense);
+      if (c.scsi_status == scsi::scsi_status::check_condition && c.sense_valid) {
+        if (c.sense_bytes != nullptr && c.sense_bytes_len != 0) {
+          // The device's own bytes, whole (descriptor format, sense-key
+          // specific bytes, FRU code survive), up to fSenseBuffer's size.
+          const std::size_t n = c.sense_bytes_len < sizeof r.sense ? c.sense_bytes_len : sizeof r.sense;
+          std::memcpy(r.sense, c.sense_bytes, n);
+          r.sense_length = static_cast<std::uint8_t>(n);
+        } else {
+          r.sense_length = build_fixed_sense(c.sense, r.sense, sizeof r.sense);
+        }
+      }
       r.bytes_transferred = c.st.ok() ? t.requested_count : 0;
       return r;
     case mfi::stat::scsi_reservation_conflict:
