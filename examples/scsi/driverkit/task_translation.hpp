@@ -421,7 +421,8 @@ inline response_view build_response(const task_view& t, const completion& c) noe
         if (c.sense_bytes != nullptr && c.sense_bytes_len != 0) {
           // The device's own bytes, whole (descriptor format, sense-key
           // specific bytes, FRU code survive), up to fSenseBuffer's size.
-          const std::size_t n = c.sense_bytes_len < sizeof r.sense ? c.sense_bytes_len : sizeof r.sense;
+          std::size_t n = c.sense_bytes_len;
+          if (n > sizeof r.sense) n = sizeof r.sense;
           std::memcpy(r.sense, c.sense_bytes, n);
           r.sense_length = static_cast<std::uint8_t>(n);
         } else {
