@@ -6,17 +6,10 @@
 
 #include "../../examples/nvme/driverkit/block_translation.hpp"
 #include "../../examples/nvme/driverkit/dext_platform.hpp"
+#include "../support/dext_like_nvme_platform.hpp"
 
 namespace {
-struct dext_like_platform {
-  dkq::result<dkq::mmio_window> map_bar(int) { return dkq::status{dkq::errc::not_supported, "no BAR"}; }
-  dkq::result<std::uint32_t> config_read32(std::uint32_t) { return 0xffffffffu; }
-  dkq::status enable_bus_master() { return dkq::ok_status; }
-  dkq::result<dkq::dma_region> dma_alloc(std::size_t) { return dkq::status{dkq::errc::no_memory, "none"}; }
-  dkq::status dma_free(const dkq::dma_region&) { return dkq::ok_status; }
-  std::uint64_t now_ns() const noexcept { return 0; }
-  void delay_us(std::uint32_t) noexcept {}
-};
+using dkq::test::dext_like_platform;
 using queue_t = dkq::nvme_driver::io_queue<dext_like_platform>;
 }  // namespace
 
