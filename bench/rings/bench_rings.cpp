@@ -159,12 +159,14 @@ void wait_counters_end(benchmark::State& st, double total_items) {
 // Probe rows: this thread's context switches during the timed loop, per 1000
 // items (voluntary: it blocked or called sched_yield; involuntary: the
 // scheduler took the CPU away, e.g. at the end of a time slice).
+// Also the harness's own sched_yield calls (harness_wait) on this thread.
 struct csw_snapshot {
   long vol = 0, invol = 0;
+  std::uint64_t yields = 0;
   static csw_snapshot now() {
     rusage ru{};
     getrusage(RUSAGE_THREAD, &ru);
-    return {ru.ru_nvcsw, ru.ru_nivcsw};
+    return {ru.ru_nvcsw, ru.ru_nivcsw, harness_yields()};
   }
 };
 void csw_counters(benchmark::State& st, const csw_snapshot& start, double total_items) {
@@ -172,6 +174,7 @@ void csw_counters(benchmark::State& st, const csw_snapshot& start, double total_
   const double k = total_items > 0 ? 1000.0 / total_items : 0.0;
   st.counters["vcsw_per_kitem"] = static_cast<double>(end.vol - start.vol) * k;
   st.counters["icsw_per_kitem"] = static_cast<double>(end.invol - start.invol) * k;
+  st.counters["hyield_per_kitem"] = static_cast<double>(end.yields - start.yields) * k;
 }
 
 // Whether an implementation promises per-producer FIFO order (all but

@@ -187,19 +187,39 @@ inline void cpu_pause() noexcept {
 // otherwise hang the whole suite; see moodycamel_cq in NOTES.md).
 inline constexpr auto stall_limit = std::chrono::seconds(2);
 
+// sched_yield calls made by harness_wait on this thread (reported by the
+// probe rows only: how often a side waited long enough to give its CPU away).
+inline std::uint64_t& harness_yields() noexcept {
+  thread_local std::uint64_t n = 0;
+  return n;
+}
+
+// Spins before the first sched_yield: 64 (about 2 us of PAUSE on this Zen 3
+// guest). DKQ_BENCH_SPIN overrides it for probe experiments only.
+inline std::uint32_t harness_spin_limit() noexcept {
+  static const std::uint32_t n = [] {
+    const char* e = std::getenv("DKQ_BENCH_SPIN");
+    const unsigned long v = e != nullptr ? std::strtoul(e, nullptr, 10) : 0;
+    return v != 0 ? static_cast<std::uint32_t>(v) : std::uint32_t{64};
+  }();
+  return n;
+}
+
 inline bool harness_wait(std::uint32_t& spins, std::atomic<bool>& abort) noexcept {
   thread_local std::chrono::steady_clock::time_point since;
-  if (++spins < 64) {
+  const std::uint32_t limit = harness_spin_limit();
+  if (++spins < limit) {
     cpu_pause();
     return false;
   }
   if (abort.load(std::memory_order_relaxed)) return true;
-  if (spins == 64) {
+  if (spins == limit) {
     since = std::chrono::steady_clock::now();
   } else if ((spins & 255) == 0 && std::chrono::steady_clock::now() - since > stall_limit) {
     abort.store(true);
     return true;
   }
+  ++harness_yields();
   sched_yield();
   return false;
 }
