@@ -113,6 +113,10 @@ $runner "$build/bench/dma/dkq_bench_dma" --benchmark_repetitions=3 \
   --benchmark_display_aggregates_only=true --benchmark_out="$dma_json" --benchmark_out_format=json
 $runner "$build/bench/queue/queue_bench" --benchmark_repetitions=3 \
   --benchmark_display_aggregates_only=true --benchmark_out="$queue_json" --benchmark_out_format=json
+# The NVMe driver comparison (VM experiment, bench/nvme/) is appended as it
+# was last measured; scripts/nvme_perf_report.py regenerates bench/nvme/REPORT.md.
+append=()
+[ -f "$root/bench/nvme/REPORT.md" ] && append=(--append "$root/bench/nvme/REPORT.md")
 "$py" "$root/scripts/bench_report.py" "$run_json" "$dma_json" "$queue_json" \
   --out "$root/docs/benchmarks.md" --chart "$root/docs/bench-rings.png" \
-  --notes "$root/bench/rings/NOTES.md" --summary
+  --notes "$root/bench/rings/NOTES.md" --summary "${append[@]}"

@@ -681,6 +681,8 @@ def main(argv=None):
     ap.add_argument("--out", help="markdown report to write (e.g. docs/benchmarks.md)")
     ap.add_argument("--chart", help="PNG chart to write (e.g. docs/bench-rings.png)")
     ap.add_argument("--notes", help="markdown file inserted after the summary (analysis)")
+    ap.add_argument("--append", action="append", default=[],
+                    help="markdown file appended at the end (e.g. bench/nvme/REPORT.md); repeatable")
     ap.add_argument("--baseline", default="dkq", help="implementation the ratios are for")
     ap.add_argument("--summary", action="store_true", help="print a short ratio table to stdout")
     args = ap.parse_args(argv)
@@ -707,6 +709,11 @@ def main(argv=None):
                 notes = f.read()
         write_report(args.out, ctx, results, fams, args.baseline, chart_rel, chart_note, notes,
                      args.json)
+        for extra in args.append:
+            with open(extra, encoding="utf-8") as f:
+                text = f.read().rstrip()
+            with open(args.out, "a", encoding="utf-8") as f:
+                f.write("\n" + text + "\n")
     if args.summary or not args.out:
         print_summary(fams, args.baseline)
     return 0

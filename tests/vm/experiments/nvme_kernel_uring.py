@@ -88,8 +88,15 @@ def main():
             res[label] = json.loads(m.group(0))
         else:
             log(f"{label}: no report; output: {(pr.output if pr else '')[-400:]}")
+    meta = {"experiment": "tests/vm/experiments/nvme_kernel_uring.py",
+            "backend": "null-co" if null else "file",
+            "trace": "full (the ctest scenarios' set)" if full else "minimal (pci_nvme_err_*, pci_nvme_dbbuf_config)",
+            "seconds_per_run": secs, "rounds": rounds,
+            "qemu": "Debian 12 qemu-system-x86 (TCG, 1 vCPU, intel-iommu)"}
     with open(os.path.join(s.work, "results.json"), "w") as f:
-        json.dump(res, f, indent=1)
+        json.dump({"meta": meta, "runs": res}, f, indent=1)
+    log(f"results: {os.path.join(s.work, 'results.json')} (copy it to bench/nvme/results/ and run "
+        "scripts/nvme_perf_report.py)")
     for label in labels:
         x = res.get(label)
         if x:
