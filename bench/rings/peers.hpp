@@ -270,21 +270,18 @@ struct dkq_zc_impl {
 // MPSC case (same total capacity); not a peer, so not used for the targets.
 template <int Producers>
 struct dkq_fanin_impl {
-  static constexpr const char* name = "dkq_spsc_per_producer";
-  using ring = dkq::spsc_ring<elem>;
+  static constexpr const char* name = "dkq_spsc_per_producer";  // dkq::fan_in_ring (name kept: pooled results)
+  using ring = dkq::fan_in_ring<elem, static_cast<std::uint32_t>(Producers)>;
   struct queue {
-    ring r[Producers];
+    ring r;
     elem* slots = nullptr;
-    std::atomic<int> next_producer{0};
+    std::atomic<std::uint32_t> next_producer{0};
   };
   static queue* create(std::uint32_t cap) {
     queue* q = make_on_node<queue>();
-    const std::uint32_t each = cap / Producers;
     q->slots = static_cast<elem*>(bench_alloc(sizeof(elem) * cap));
     if (q->slots == nullptr) std::abort();
-    for (int i = 0; i < Producers; ++i)
-      if (!q->r[i].init(std::span<elem>(q->slots + static_cast<std::size_t>(i) * each, each)).ok())
-        std::abort();
+    if (!q->r.init(static_cast<std::uint32_t>(Producers), std::span<elem>(q->slots, cap)).ok()) std::abort();
     return q;
   }
   static void destroy(queue* q) {
@@ -293,35 +290,21 @@ struct dkq_fanin_impl {
     destroy_on_node(q);
   }
   struct producer {
-    ring& r;
-    // Each producer handle takes the next ring (handles are made once per
-    // thread per run, in any order).
+    typename ring::lane_type& r;
+    // Each producer handle takes the next lane. The harness makes new
+    // handles for every run on the same queue (one per thread per run, in
+    // any order), so lanes are assigned round-robin here rather than with
+    // attach_producer(), which hands each lane out once for good.
     explicit producer(queue& q)
-        : r(q.r[q.next_producer.fetch_add(1, std::memory_order_relaxed) % Producers]) {}
+        : r(*q.r.lane(q.next_producer.fetch_add(1, std::memory_order_relaxed) % static_cast<std::uint32_t>(Producers))) {}
     std::uint32_t push(const elem* s, std::uint32_t n) { return r.push_burst(s, n); }
     bool push1(elem v) { return r.try_push(v); }
   };
   struct consumer {
     queue& q;
-    int turn = 0;
     explicit consumer(queue& qq) : q(qq) {}
-    // Take from the rings in turn, so neither producer starves.
-    std::uint32_t pop(elem* d, std::uint32_t n) {
-      for (int i = 0; i < Producers; ++i) {
-        const std::uint32_t k = q.r[turn].pop_burst(d, n);
-        turn = (turn + 1) % Producers;
-        if (k != 0) return k;
-      }
-      return 0;
-    }
-    bool pop1(elem& v) {
-      for (int i = 0; i < Producers; ++i) {
-        const bool got = q.r[turn].try_pop(v);
-        turn = (turn + 1) % Producers;
-        if (got) return true;
-      }
-      return false;
-    }
+    std::uint32_t pop(elem* d, std::uint32_t n) { return q.r.pop_burst(d, n); }
+    bool pop1(elem& v) { return q.r.try_pop(v); }
   };
 };
 

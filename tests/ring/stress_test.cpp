@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "dkq/ring/fan_in.hpp"
 #include "dkq/ring/mpmc_ring.hpp"
 #include "dkq/ring/spsc_ring.hpp"
 
@@ -220,5 +221,50 @@ TEST(SpmcStress, TwoConsumersCapacity16) { mp_run<dkq::spmc_ring<u64>>(16, 1, 2)
 TEST(MpmcStress, TwoByTwoCapacity1) { mp_run<dkq::mpmc_ring<u64>>(1, 2, 2); }
 TEST(MpmcStress, TwoByTwoCapacity8) { mp_run<dkq::mpmc_ring<u64>>(8, 2, 2); }
 TEST(MpmcStress, ThreeByTwoCapacity1024) { mp_run<dkq::mpmc_ring<u64>>(1024, 3, 2); }
+
+// ---- fan-in: three producers on their own lanes, one consumer ---------------
+
+TEST(RingStress, FanInThreeProducersOneConsumer) {
+  dkq::fan_in_ring<std::uint64_t, 4> q;
+  ASSERT_TRUE(q.init(3, 16));  // small lanes: full and empty all the time
+  const std::uint64_t n = items_per_producer();
+  constexpr unsigned producers = 3;
+  std::vector<std::thread> ts;
+  for (unsigned p = 0; p < producers; ++p) {
+    ts.emplace_back([&, p] {
+      auto lane = q.attach_producer();
+      ASSERT_TRUE(lane.ok());
+      std::uint64_t next = 0, buf[8];
+      while (next < n) {
+        const std::uint32_t want = static_cast<std::uint32_t>(std::min<std::uint64_t>(1 + next % 8, n - next));
+        for (std::uint32_t i = 0; i < want; ++i) buf[i] = tag(p, next + i);
+        const std::uint32_t done = (*lane)->push_burst(buf, want);
+        next += done;
+        if (done == 0) std::this_thread::yield();
+      }
+    });
+  }
+  std::vector<std::uint64_t> expect(producers, 0);
+  std::uint64_t total = 0, out[16];
+  bool order_ok = true;
+  while (total < n * producers) {
+    const std::uint32_t got = q.pop_burst(out, 1 + static_cast<std::uint32_t>(total % 16));
+    if (got == 0) {
+      std::this_thread::yield();
+      continue;
+    }
+    for (std::uint32_t i = 0; i < got; ++i) {
+      const std::uint64_t p = producer_of(out[i]);
+      if (p >= producers || seq_of(out[i]) != expect[p]) order_ok = false;  // lost, duplicated or reordered
+      if (p < producers) expect[p] = seq_of(out[i]) + 1;
+    }
+    total += got;
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_TRUE(order_ok);
+  for (unsigned p = 0; p < producers; ++p) EXPECT_EQ(expect[p], n);
+  std::uint64_t extra = 0;
+  EXPECT_FALSE(q.try_pop(extra));
+}
 
 }  // namespace
