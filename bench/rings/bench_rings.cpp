@@ -602,12 +602,12 @@ void register_probes() {
 #endif
   add_family<dkq_impl<mode::mpmc>, dkq_impl<mode::mpmc, counting_wait<128>>,
              dkq_impl<mode::mpmc, counting_spin>,
-             dkq_impl<mode::mpmc, counting_wait<1>>, dkq_split_impl<mode::mpmc> DKQ_RTE(mode::mpmc)
+             dkq_impl<mode::mpmc, counting_wait<1>> DKQ_RTE(mode::mpmc)
                  DKQ_CQ>(
       "probe_mpmc", case_cfg{1024, 1, 2, 2, true});
   add_family<dkq_impl<mode::mpsc>, dkq_impl<mode::mpsc, counting_wait<128>>,
              dkq_impl<mode::mpsc, counting_spin>,
-             dkq_impl<mode::mpsc, counting_wait<1>>, dkq_split_impl<mode::mpsc> DKQ_RTE(mode::mpsc)
+             dkq_impl<mode::mpsc, counting_wait<1>> DKQ_RTE(mode::mpsc)
                  DKQ_CQ>(
       "probe_mpsc", case_cfg{1024, 1, 2, 1, true});
   add_family<dkq_impl<mode::mpmc>, dkq_impl<mode::mpmc, counting_wait<128>> DKQ_RTE(mode::mpmc)

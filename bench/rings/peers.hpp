@@ -22,7 +22,6 @@
 
 #include "dkq/ring.hpp"
 #include "harness.hpp"
-#include "split_ring.hpp"
 
 #if __has_include(<boost/lockfree/spsc_queue.hpp>)
 #include <boost/lockfree/queue.hpp>
@@ -118,42 +117,6 @@ struct dkq_impl {
   using ring = std::conditional_t<
       M == mode::spsc, dkq::spsc_ring<elem, Wait>,
       std::conditional_t<M == mode::mpsc, dkq::mpsc_ring<elem, Wait>, dkq::mpmc_ring<elem, Wait>>>;
-  struct queue {
-    ring r;
-    elem* slots = nullptr;
-  };
-  static queue* create(std::uint32_t cap) {
-    queue* q = make_on_node<queue>();
-    q->slots = static_cast<elem*>(bench_alloc(sizeof(elem) * cap));
-    if (q->slots == nullptr || !q->r.init(std::span<elem>(q->slots, cap)).ok()) std::abort();
-    return q;
-  }
-  static void destroy(queue* q) {
-    if (q == nullptr) return;
-    bench_free(q->slots);
-    destroy_on_node(q);
-  }
-  struct producer {
-    ring& r;
-    explicit producer(queue& q) : r(q.r) {}
-    std::uint32_t push(const elem* s, std::uint32_t n) { return r.push_burst(s, n); }
-    bool push1(elem v) { return r.try_push(v); }
-  };
-  struct consumer {
-    ring& r;
-    explicit consumer(queue& q) : r(q.r) {}
-    std::uint32_t pop(elem* d, std::uint32_t n) { return r.pop_burst(d, n); }
-    bool pop1(elem& v) { return r.try_pop(v); }
-  };
-};
-
-// Probe row: dkq's MPSC/MPMC algorithm with head and tail on separate cache
-// lines (split_ring.hpp), against the shipped layout (both on one line).
-template <mode M>
-struct dkq_split_impl : dkq_impl<M> {
-  static constexpr const char* name = "dkq_split_headtail";
-  using ring = std::conditional_t<M == mode::mpsc, dkq_probe::split_mpsc_ring<elem>,
-                                  dkq_probe::split_mpmc_ring<elem>>;
   struct queue {
     ring r;
     elem* slots = nullptr;
