@@ -49,10 +49,10 @@ TEST(NvmeDriver, BringUpIdentifiesControllerAndNamespaces) {
   EXPECT_EQ(r.ctrl.max_transfer(), 16384u);
   EXPECT_EQ(r.ctrl.io_queues_granted(), 8u);
   ASSERT_EQ(r.ctrl.namespace_count(), 2u);
-  EXPECT_EQ(r.ctrl.ns(0).block_size, 512u);
-  EXPECT_EQ(r.ctrl.ns(0).nsze, 4096u);
-  EXPECT_EQ(r.ctrl.ns(1).block_size, 4096u);
-  EXPECT_TRUE(r.ctrl.ns(1).usable);
+  EXPECT_EQ(r.ctrl.ns(0)->block_size, 512u);
+  EXPECT_EQ(r.ctrl.ns(0)->nsze, 4096u);
+  EXPECT_EQ(r.ctrl.ns(1)->block_size, 4096u);
+  EXPECT_TRUE(r.ctrl.ns(1)->usable);
   // CC as programmed: 64/16-byte entries, 4 KiB pages, NVM command set, enabled.
   const std::uint32_t cc = r.dev.reg(dkq::nvme::reg::cc);
   EXPECT_EQ((cc >> 16) & 0xf, 6u);

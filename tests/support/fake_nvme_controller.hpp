@@ -19,12 +19,23 @@
 // and never completed), abort_works (Abort completes a dropped command with
 // "Command Abort Requested"; otherwise Abort answers "not aborted"),
 // media_error_lba (a read touching it fails with Unrecovered Read Error).
+//
+// A device that lies (issue: device-side faults): dstrd and bar_bytes (any
+// doorbell stride, a BAR of any size), sq_head (honest, stuck at its first
+// value, or a fixed wild value in every completion), fatal() (CSTS.CFS while
+// running), fail_enable_after (the Nth and later enables never become ready:
+// a reset that fails), and two hooks that see every completion entry and
+// every Identify page before the host does: cqe_hook may rewrite the entry
+// (CID, phase, status, SQ head) and say how many copies to post (0: drop,
+// 2: duplicate); identify_hook may rewrite or truncate the page. The
+// device-side fuzzer drives both from its input.
 #pragma once
 
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <vector>
 
 #include "dkq/base/mmio.hpp"
@@ -55,6 +66,17 @@ class fake_nvme_controller {
   std::vector<ns_cfg> namespaces{{1, 4096, 9}, {2, 1024, 12}};
 
   // ---- fault injection ----
+  std::uint8_t dstrd = 0;             // CAP.DSTRD
+  std::size_t bar_bytes = 0x2000;     // size of the register BAR
+  enum class head_mode : std::uint8_t { honest, stuck, wild } sq_head = head_mode::honest;
+  std::uint16_t wild_head = 0xffff;   // reported in every completion in head_mode::wild
+  std::uint16_t fail_create_sq_qid = 0;  // Create I/O SQ for this qid fails (0: none)
+  std::uint32_t fail_enable_after = 0;  // 0: never; N: the Nth enable and later ones never become ready
+  // Sees each completion before it is posted; returns how many copies to post.
+  std::function<int(nvme_cqe&)> cqe_hook;
+  // Sees each Identify page (cns, page) after the model filled it.
+  std::function<void(std::uint8_t, std::uint8_t*)> identify_hook;
+  void fatal() { set_reg(nvme::reg::csts, reg(nvme::reg::csts) | nvme::csts::cfs); }
   bool never_ready = false;
   bool fatal_on_enable = false;
   bool removed = false;
@@ -68,20 +90,26 @@ class fake_nvme_controller {
   std::uint64_t sq_mmio_writes[65]{};  // register doorbell writes seen per SQ (value changes)
   std::uint64_t protocol_errors = 0;   // what QEMU would trace as pci_nvme_err_*
   std::uint64_t sgl_commands = 0, prp_list_commands = 0;
+  std::uint64_t enables = 0;
+  std::uint64_t completions_posted = 0, faults_injected = 0;
   std::vector<std::uint8_t> disk[4];
 
   fake_nvme_controller() {
-    std::memset(bar_, 0, sizeof bar_);
+    alloc_bar();
     for (const ns_cfg& n : namespaces) disk_for(n.nsid).assign(n.blocks << n.lbads, 0);
     write_cap();
   }
+  ~fake_nvme_controller() { std::free(bar_); }
+  fake_nvme_controller(const fake_nvme_controller&) = delete;
+  fake_nvme_controller& operator=(const fake_nvme_controller&) = delete;
 
   void finalize_config() {
+    alloc_bar();
     for (const ns_cfg& n : namespaces) disk_for(n.nsid).assign(n.blocks << n.lbads, 0);
     write_cap();
   }
 
-  mmio_window window() { return mmio_window{bar_, sizeof bar_}; }
+  mmio_window window() { return mmio_window{bar_, bar_bytes}; }
   std::vector<std::uint8_t>& disk_for(std::uint32_t nsid) { return disk[nsid & 3]; }
   std::uint32_t block_size(std::uint32_t nsid) const {
     for (const ns_cfg& n : namespaces)
@@ -92,7 +120,7 @@ class fake_nvme_controller {
   // One device step: register transitions, then every queue with new entries.
   void step() {
     if (removed) {
-      std::memset(bar_, 0xff, sizeof bar_);
+      std::memset(bar_, 0xff, bar_bytes);
       return;
     }
     const std::uint32_t cc = reg(nvme::reg::cc);
@@ -103,6 +131,7 @@ class fake_nvme_controller {
         return;
       }
       if (never_ready) return;
+      if (fail_enable_after != 0 && enables + 1 >= fail_enable_after) return;
       if (++ready_steps_ >= ready_delay_steps) enable();
       return;
     }
@@ -122,7 +151,7 @@ class fake_nvme_controller {
   }
 
   std::uint32_t reg(std::size_t off) const { return bar_[off / 4]; }
-  std::uint32_t cq_head_register(std::uint16_t qid) const { return reg(nvme::cq_head_doorbell(qid, 0)); }
+  std::uint32_t cq_head_register(std::uint16_t qid) const { return reg(nvme::cq_head_doorbell(qid, dstrd)); }
 
  private:
   struct sq_state {
@@ -130,6 +159,8 @@ class fake_nvme_controller {
     std::uint8_t* base = nullptr;
     std::uint32_t size = 0, head = 0, last_tail = 0;
     std::uint16_t cqid = 0;
+    std::uint32_t first_head = 0;
+    bool head_reported = false;
   };
   struct cq_state {
     bool live = false;
@@ -143,10 +174,21 @@ class fake_nvme_controller {
   };
 
   void set_reg(std::size_t off, std::uint32_t v) { bar_[off / 4] = v; }
+  void alloc_bar() {
+    std::free(bar_);
+    bar_bytes = (bar_bytes + 4095) & ~std::size_t{4095};
+    bar_ = static_cast<std::uint32_t*>(std::aligned_alloc(4096, bar_bytes));
+    std::memset(bar_, 0, bar_bytes);
+  }
+  // Index of queue q's SQ tail (CQ head: +1 stride) word in the register
+  // array and in the shadow/EventIdx pages, which follow CAP.DSTRD.
+  std::size_t sq_word(std::uint32_t q) const { return (2u * q) * (std::size_t{1} << dstrd); }
+  std::size_t cq_word(std::uint32_t q) const { return (2u * q + 1u) * (std::size_t{1} << dstrd); }
   std::uint64_t reg64(std::size_t off) const { return reg(off) | (std::uint64_t{reg(off + 4)} << 32); }
 
   void write_cap() {
-    std::uint64_t cap = mqes | (1ull << 16) | (std::uint64_t{to_500ms} << 24) | (1ull << 37) | (4ull << 52);
+    std::uint64_t cap = mqes | (1ull << 16) | (std::uint64_t{to_500ms} << 24) | (std::uint64_t{dstrd & 0xfu} << 32) |
+                        (1ull << 37) | (4ull << 52);
     set_reg(nvme::reg::cap, static_cast<std::uint32_t>(cap));
     set_reg(nvme::reg::cap + 4, static_cast<std::uint32_t>(cap >> 32));
     set_reg(nvme::reg::vs, 0x00010400);
@@ -158,10 +200,11 @@ class fake_nvme_controller {
     held_.clear();
     shadow_ = nullptr;
     eventidx_ = nullptr;
-    std::memset(bar_ + 0x1000 / 4, 0, sizeof bar_ - 0x1000);
+    std::memset(bar_ + 0x1000 / 4, 0, bar_bytes - 0x1000);
   }
 
   void enable() {
+    ++enables;
     reset_state();
     const std::uint32_t aqa = reg(nvme::reg::aqa);
     sqs_[0] = {true, reinterpret_cast<std::uint8_t*>(reg64(nvme::reg::asq)), (aqa & 0xfff) + 1, 0, 0, 0};
@@ -173,12 +216,12 @@ class fake_nvme_controller {
     // With Doorbell Buffer Config the shadow word is the truth for I/O queues
     // (admin queue stays on registers, as Linux and SPDK use it); the
     // register still counts when the host writes it.
-    const std::uint32_t r = reg(nvme::sq_tail_doorbell(static_cast<std::uint16_t>(q), 0));
+    const std::uint32_t r = reg(nvme::sq_tail_doorbell(static_cast<std::uint16_t>(q), dstrd));
     if (r != sqs_[q].last_tail) {
       ++sq_mmio_writes[q];
       sqs_[q].last_tail = r;
     }
-    if (shadow_ != nullptr && q != 0) return shadow_[2 * q];
+    if (shadow_ != nullptr && q != 0) return shadow_[sq_word(q)];
     return r;
   }
 
@@ -198,8 +241,8 @@ class fake_nvme_controller {
       else io(static_cast<std::uint16_t>(q), cmd);
       if (shadow_ != nullptr && q != 0) {
         // EventIdx: "tell me when the tail moves past what I have read".
-        eventidx_[2 * q] = s.head;
-        tail = shadow_[2 * q];
+        eventidx_[sq_word(q)] = s.head;
+        tail = shadow_[sq_word(q)];
       }
     }
   }
@@ -211,21 +254,42 @@ class fake_nvme_controller {
     // The CQ head from the shadow word when Doorbell Buffer Config is on (a
     // host may skip the register write when EventIdx says so).
     const std::uint32_t head =
-        shadow_ != nullptr && s.cqid != 0 ? shadow_[2 * s.cqid + 1] : reg(nvme::cq_head_doorbell(s.cqid, 0));
-    if ((c.tail + 1) % c.size == head) {
-      ++protocol_errors;  // CQ full: the host did not advance its head
-      return;
-    }
+        shadow_ != nullptr && s.cqid != 0 ? shadow_[cq_word(s.cqid)] : reg(nvme::cq_head_doorbell(s.cqid, dstrd));
     nvme_cqe e{};
     e.dw0 = dw0;
-    e.sq_head = static_cast<std::uint16_t>(s.head);
+    if (!s.head_reported) {
+      s.first_head = s.head;
+      s.head_reported = true;
+    }
+    const head_mode hm = sqid == 0 ? head_mode::honest : sq_head;  // faults on I/O queues only
+    e.sq_head = static_cast<std::uint16_t>(hm == head_mode::honest ? s.head
+                                           : hm == head_mode::stuck ? s.first_head
+                                                                    : wild_head);
+    if (hm != head_mode::honest) ++faults_injected;
     e.sq_id = sqid;
     e.cid = cid;
-    e.status = static_cast<std::uint16_t>((status_field << 1) | (c.phase ? 1 : 0));
-    c.base[c.tail] = e;
-    if (++c.tail == c.size) {
-      c.tail = 0;
-      c.phase = !c.phase;
+    // Bit 0 here means "the right phase"; the hook may clear it.
+    e.status = static_cast<std::uint16_t>((status_field << 1) | 1u);
+    int copies = 1;
+    if (cqe_hook) {
+      const nvme_cqe before = e;
+      copies = cqe_hook(e);
+      if (copies != 1 || std::memcmp(&before, &e, sizeof e) != 0) ++faults_injected;
+    }
+    for (int k = 0; k < copies; ++k) {
+      if ((c.tail + 1) % c.size == head) {
+        ++protocol_errors;  // CQ full: the host did not advance its head
+        return;
+      }
+      nvme_cqe out = e;
+      const bool right_phase = (e.status & 1u) != 0;
+      out.status = static_cast<std::uint16_t>((e.status & ~1u) | ((right_phase == c.phase) ? 1u : 0u));
+      c.base[c.tail] = out;
+      ++completions_posted;
+      if (++c.tail == c.size) {
+        c.tail = 0;
+        c.phase = !c.phase;
+      }
     }
   }
 
@@ -271,6 +335,10 @@ class fake_nvme_controller {
         } else {
           return complete(0, c.cid, sc(0, 0x02));
         }
+        if (identify_hook) {
+          identify_hook(cns, page);
+          ++faults_injected;
+        }
         return complete(0, c.cid, 0);
       }
       case admin_opc::set_features: {
@@ -288,6 +356,10 @@ class fake_nvme_controller {
         const std::uint16_t qid = c.cdw10 & 0xffff;
         const std::uint16_t cqid = static_cast<std::uint16_t>(c.cdw11 >> 16);
         if (qid == 0 || qid > max_queues || sqs_[qid].live) return complete(0, c.cid, sc(1, 0x01));
+        if (qid == fail_create_sq_qid) {
+          ++faults_injected;
+          return complete(0, c.cid, sc(0, 0x06));  // Internal Error
+        }
         if (!cqs_[cqid].live) return complete(0, c.cid, sc(1, 0x00));
         sqs_[qid] = {true, reinterpret_cast<std::uint8_t*>(c.prp1), (c.cdw10 >> 16) + 1, 0, 0, cqid};
         return complete(0, c.cid, 0);
@@ -427,7 +499,7 @@ class fake_nvme_controller {
   static void put16(std::uint8_t* p, std::size_t off, std::uint16_t v) { std::memcpy(p + off, &v, 2); }
   static void put32(std::uint8_t* p, std::size_t off, std::uint32_t v) { std::memcpy(p + off, &v, 4); }
 
-  alignas(4096) std::uint32_t bar_[0x2000 / 4];
+  std::uint32_t* bar_ = nullptr;
   sq_state sqs_[65];
   cq_state cqs_[65];
   std::deque<held> held_;

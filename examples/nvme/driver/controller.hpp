@@ -126,6 +126,8 @@ class io_queue {
   std::uint64_t commands_posted() const noexcept { return qp_.sq().counters().entries_posted; }
   std::uint64_t max_transfer() const noexcept { return prp_.max_transfer; }
   bool needs_reset() const noexcept { return needs_reset_; }
+  // Completions the recovery path produced and poll() has not handed out yet.
+  std::uint32_t deferred() const noexcept { return deferred_count_; }
 
   // ---- submission (post only; ring() or the batch policy writes the doorbell)
   status read(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks, dma_segment data,
@@ -212,12 +214,20 @@ class io_queue {
     auto s = nvme::cmd::rw(opc, nsid, slba, blocks, fua);
     if (!s) return s.error();
     if (data.len == 0) return {errc::invalid_argument, "read/write without data"};
+    // The device moves blocks x LBA size bytes whatever the buffer is: a
+    // shorter buffer would be overrun (a read) or leak what follows it.
+    const namespace_info* ns = owner_->find_ns(nsid);
+    if (ns == nullptr || !ns->usable)
+      return {errc::invalid_argument, "read/write to a namespace that is not active and usable", nsid};
+    if (data.len != std::uint64_t{blocks} * ns->block_size)
+      return {errc::invalid_argument, "buffer length is not blocks x the namespace's LBA size", data.len};
     if (prp_.max_transfer != 0 && data.len > prp_.max_transfer)
       return {errc::constraint, "transfer beyond the controller's MDTS; split it (io_queue::max_transfer)", data.len};
     return post(*s, &data, user);
   }
 
   status post(nvme::sqe s, const dma_segment* data, std::uint64_t user) noexcept {
+    if (DKQ_UNLIKELY(owner_->failed_)) return owner_->failed_status();
     if (DKQ_UNLIKELY(needs_reset_)) return {errc::busy, "queue is waiting for a controller reset"};
     if (DKQ_UNLIKELY(free_top_ == 0)) return {errc::no_space, "all command slots are in use"};
     const std::uint32_t slot = free_slots_[free_top_ - 1];
@@ -225,7 +235,15 @@ class io_queue {
     if (data != nullptr) DKQ_TRY(set_data(s, *data, si));
     const std::uint64_t deadline = owner_->platform_now() + std::uint64_t{timeout_ms_} * 1000000u;
     result<std::uint16_t> cid = qp_.submit(&s, cmd_ctx{user, slot}, deadline);
-    if (!cid) return cid.error();
+    if (!cid) {
+      if (cid.error().code() == errc::protocol_error) {
+        // A stuck SQ head: nothing in flight will free the ring; only a
+        // controller reset does (needs_reset(), then reset_and_recover()).
+        on_protocol_error(cid.error());
+        needs_reset_ = true;
+      }
+      return cid.error();
+    }
     --free_top_;
     si.cmd = s;
     si.user = user;
@@ -259,18 +277,51 @@ class io_queue {
     last_proto_msg_ = s.message();
   }
 
+  // Completions produced outside poll() (recovery) wait here with their
+  // command slot still held, and the slot is freed only when the completion
+  // is handed out: a slot is in this list at most once, so tags_ entries
+  // always suffice and nothing is ever dropped.
+  struct deferred_completion {
+    io_completion c;
+    std::uint32_t slot;
+  };
   template <class H>
   std::uint32_t drain_deferred(H& handler) noexcept {
     std::uint32_t n = 0;
     while (deferred_count_ != 0) {
-      io_completion c = deferred_[--deferred_count_];
-      handler(c);
+      const deferred_completion d = deferred_[--deferred_count_];
+      free_slot(d.slot);
+      handler(d.c);
       ++n;
     }
     return n;
   }
-  void defer(const io_completion& c) noexcept {
-    if (deferred_count_ < tags_) deferred_[deferred_count_++] = c;
+  void defer(std::uint32_t slot, status st) noexcept {
+    io_completion c;
+    c.user = slots_[slot].user;
+    c.opcode = slots_[slot].cmd.opcode;
+    c.st = st;
+    deferred_[deferred_count_++] = deferred_completion{c, slot};  // bounded: see above
+  }
+  void defer(std::uint32_t slot, const io_completion& c) noexcept {
+    deferred_[deferred_count_++] = deferred_completion{c, slot};
+  }
+  // Completions the device had already posted when a reset began (Linux's
+  // nvme_reap_pending_cqes): they finished, so they are delivered, not re-run.
+  std::uint32_t reap_before_reset() noexcept {
+    return qp_.cq().reap(tags_, [&](const nvme_cqe& e) {
+      cmd_ctx c{};
+      if (!qp_.tags().try_complete(e.cid, c)) {
+        on_protocol_error(qp_.tags().complete(e.cid).error());
+        return;
+      }
+      io_completion done;
+      done.user = c.user;
+      done.st = nvme::to_status(nvme::status_field::decode(e.status));
+      done.dw0 = e.dw0;
+      done.opcode = slots_[c.slot].cmd.opcode;
+      defer(c.slot, done);
+    });
   }
 
   void release() noexcept;
@@ -290,7 +341,7 @@ class io_queue {
   slot_info* slots_ = nullptr;
   std::uint32_t* free_slots_ = nullptr;
   std::uint32_t free_top_ = 0;
-  io_completion* deferred_ = nullptr;
+  deferred_completion* deferred_ = nullptr;
   std::uint32_t deferred_count_ = 0;
   std::uint16_t* expired_ = nullptr;
   std::uint32_t* requeue_ = nullptr;
@@ -344,8 +395,13 @@ class controller {
       return {errc::not_supported, "controller's smallest memory page is above 4 KiB (CAP.MPSMIN)", cap_.min_page_size()};
     if (opt_.admin_entries < 2 || opt_.admin_entries > cap_.mqes + 1u || opt_.admin_entries > 4096)
       return {errc::invalid_argument, "admin queue size outside 2 .. min(CAP.MQES+1, 4096)", opt_.admin_entries};
-    // The doorbell array must fit the BAR for every queue we may create.
-    DKQ_TRY(regs_.check(nvme::cq_head_doorbell(static_cast<std::uint16_t>(max_queues), cap_.dstrd), 4));
+    // CAP.DSTRD spaces the doorbells (4 << DSTRD bytes, up to 128 KiB): the
+    // admin pair must fit the BAR; I/O queues are capped to what fits it
+    // (doorbell_queue_limit()), never written past its end.
+    DKQ_TRY(regs_.check(nvme::cq_head_doorbell(0, cap_.dstrd), 4));
+    if (doorbell_queue_limit() == 0)
+      return {errc::not_supported, "CAP.DSTRD puts the first I/O queue's doorbells beyond the register BAR",
+              cap_.dstrd};
 
     DKQ_TRY(alloc_setup_memory());
     DKQ_TRY(enable_controller());
@@ -365,7 +421,9 @@ class controller {
   std::uint16_t pci_device() const noexcept { return pci_device_; }
   bool is_qemu() const noexcept { return pci_vendor_ == 0x1b36 && pci_device_ == 0x0010; }
   std::uint32_t namespace_count() const noexcept { return ns_count_; }
-  const namespace_info& ns(std::uint32_t i) const noexcept { return ns_[i]; }
+  // The i-th namespace found at bring-up (0 .. namespace_count()-1), or
+  // nullptr for any other index.
+  const namespace_info* ns(std::uint32_t i) const noexcept { return i < ns_count_ ? &ns_[i] : nullptr; }
   const namespace_info* find_ns(std::uint32_t nsid) const noexcept {
     for (std::uint32_t i = 0; i < ns_count_; ++i)
       if (ns_[i].nsid == nsid) return &ns_[i];
@@ -379,7 +437,7 @@ class controller {
     std::uint32_t sq_shadow, sq_eventidx, cq_shadow, cq_eventidx;
   };
   shadow_words shadow_state(std::uint16_t qid) const noexcept {
-    if (!dbbuf_on_) return {};
+    if (!dbbuf_on_ || !dbbuf_fits(qid)) return {};
     const std::size_t stride = std::size_t{1} << cap_.dstrd;
     const auto* sh = dbbuf_.cpu_at<const std::uint32_t>();
     const auto* ei = dbbuf_.cpu_at<const std::uint32_t>(4096);
@@ -441,7 +499,7 @@ class controller {
     q.pages_ = *pages;
     q.slots_ = new (std::nothrow) typename io_queue<P>::slot_info[q.tags_];
     q.free_slots_ = new (std::nothrow) std::uint32_t[q.tags_];
-    q.deferred_ = new (std::nothrow) io_completion[q.tags_];
+    q.deferred_ = new (std::nothrow) typename io_queue<P>::deferred_completion[q.tags_];
     q.expired_ = new (std::nothrow) std::uint16_t[q.tags_];
     q.requeue_ = new (std::nothrow) std::uint32_t[q.tags_];
     if (!q.slots_ || !q.free_slots_ || !q.deferred_ || !q.expired_ || !q.requeue_)
@@ -492,29 +550,37 @@ class controller {
   const std::uint8_t* identify_page() const noexcept { return scratch_.template cpu_at<std::uint8_t>(); }
 
   // ---- recovery -------------------------------------------------------------------
-  // Controller reset: disable, re-enable, re-create every I/O queue at the same
-  // memory, re-post every in-flight command that had not timed out (once;
-  // a command already re-posted once is failed instead), fail the timed-out
-  // ones with errc::timeout. Completions produced here come out of poll().
-  // Every other submitting thread must be stopped while this runs.
+  // Controller reset, in Linux's order (nvme_dev_disable, then
+  // nvme_reap_pending_cqes, then cancel): disable the controller so it posts
+  // nothing more; deliver every completion it had already posted (those
+  // commands finished and must not run twice); then for each command still
+  // outstanding: fail it with errc::timeout if it had timed out, fail it if it
+  // was already re-posted once, else keep it. Re-enable, re-create every I/O
+  // queue at the same memory and re-post the kept commands.
+  //
+  // If any step fails, the controller is disabled again, every affected
+  // command completes exactly once with an error naming the failed step, and
+  // the controller is marked failed: submissions are refused with that error
+  // until a later reset_and_recover() succeeds. Completions produced here
+  // come out of each queue's poll(). Every other submitting thread must be
+  // stopped while this runs.
   status reset_and_recover() noexcept {
     spin_guard g(admin_lock_);
     ++resets_;
-    // Collect what every queue had in flight before the device forgets it.
+    const status disabled = disable_controller();
     for (std::uint32_t i = 0; i < io_count_; ++i) {
       io_queue<P>* q = ios_[i];
       if (q == nullptr) continue;
       q->requeue_count_ = 0;
+      // After a failed disable (removed, hung) the CQ may still be written;
+      // what is there now is still the device's answer for those commands.
+      (void)q->reap_before_reset();
       q->qp_.reset([&](std::uint16_t, typename io_queue<P>::cmd_ctx& c, bool timed_out) {
         auto& si = q->slots_[c.slot];
-        if (timed_out || si.retries >= 1) {
-          io_completion done;
-          done.user = c.user;
-          done.opcode = si.cmd.opcode;
-          done.st = timed_out ? status{errc::timeout, "command timed out; the controller was reset"}
-                              : status{errc::io_error, "command failed: interrupted by a second controller reset"};
-          q->defer(done);
-          q->free_slot(c.slot);
+        if (timed_out) {
+          q->defer(c.slot, status{errc::timeout, "command timed out; the controller was reset"});
+        } else if (si.retries >= 1) {
+          q->defer(c.slot, status{errc::io_error, "command failed: interrupted by a second controller reset"});
         } else {
           q->requeue_[q->requeue_count_++] = c.slot;
         }
@@ -523,38 +589,23 @@ class controller {
     (void)admin_.reset([](std::uint16_t, admin_ctx&, bool) {});
     aers_out_ = 0;
     dbbuf_on_ = false;
-    DKQ_TRY(enable_controller());
-    // Same queue count as before (the controller keeps the feature across a
-    // controller reset only if saved; ask again).
-    DKQ_TRY(negotiate_queues_locked());
-    DKQ_TRY(setup_dbbuf_locked());
-    for (std::uint32_t i = 0; i < io_count_; ++i) {
-      io_queue<P>* q = ios_[i];
-      if (q == nullptr) continue;
-      DKQ_TRY(init_io_pair(*q, /*reinit=*/true));
-      DKQ_TRY(create_on_device_locked(*q));
-      q->needs_reset_ = false;
-      for (std::uint32_t k = 0; k < q->requeue_count_; ++k) {
-        const std::uint32_t slot = q->requeue_[k];
-        auto& si = q->slots_[slot];
-        si.retries = static_cast<std::uint8_t>(si.retries + 1);
-        const std::uint64_t deadline = plat_->now_ns() + std::uint64_t{q->timeout_ms_} * 1000000u;
-        auto cid = q->qp_.submit(&si.cmd, typename io_queue<P>::cmd_ctx{si.user, slot}, deadline);
-        if (!cid) {
-          io_completion done;
-          done.user = si.user;
-          done.opcode = si.cmd.opcode;
-          done.st = cid.error();
-          q->defer(done);
-          q->free_slot(slot);
-        }
-      }
-      q->requeue_count_ = 0;
-      q->qp_.flush();
+    status st = disabled.ok() ? recover_locked() : disabled;
+    if (!st.ok()) {
+      fail_after_reset(st);
+      return failed_status();
     }
-    for (std::uint32_t i = 0; i < aers_wanted(); ++i) (void)submit_aer_locked();
+    failed_ = false;
     return ok_status;
   }
+
+  // True after a reset that did not bring the controller back; submissions
+  // are refused with failed_status() until a reset succeeds.
+  bool failed() const noexcept { return failed_; }
+  status failed_status() const noexcept {
+    return {errc::device_error, "controller failed: its last reset did not succeed (see the reset's error)",
+            static_cast<std::uint64_t>(failed_cause_)};
+  }
+  errc failed_cause() const noexcept { return failed_cause_; }
 
   // ---- shutdown ---------------------------------------------------------------------
   // Normal shutdown (CC.SHN = 01b), waiting for CSTS.SHST = complete up to
@@ -689,6 +740,61 @@ class controller {
     return wait_ready(true);
   }
 
+  // The part of a reset after the queues were emptied: enable, queues,
+  // doorbell buffer, every I/O queue re-created and its kept commands
+  // re-posted, AERs re-armed.
+  status recover_locked() noexcept {
+    DKQ_TRY(enable_controller());
+    // Same queue count as before (the controller keeps the feature across a
+    // controller reset only if saved; ask again).
+    DKQ_TRY(negotiate_queues_locked());
+    DKQ_TRY(setup_dbbuf_locked());
+    for (std::uint32_t i = 0; i < io_count_; ++i) {
+      io_queue<P>* q = ios_[i];
+      if (q == nullptr) continue;
+      DKQ_TRY(init_io_pair(*q, /*reinit=*/true));
+      DKQ_TRY(create_on_device_locked(*q));
+      q->needs_reset_ = false;
+      while (q->requeue_count_ != 0) {
+        const std::uint32_t slot = q->requeue_[--q->requeue_count_];
+        auto& si = q->slots_[slot];
+        si.retries = static_cast<std::uint8_t>(si.retries + 1);
+        const std::uint64_t deadline = plat_->now_ns() + std::uint64_t{q->timeout_ms_} * 1000000u;
+        auto cid = q->qp_.submit(&si.cmd, typename io_queue<P>::cmd_ctx{si.user, slot}, deadline);
+        if (!cid) q->defer(slot, cid.error());
+      }
+      q->qp_.flush();
+    }
+    for (std::uint32_t i = 0; i < aers_wanted(); ++i) (void)submit_aer_locked();
+    return ok_status;
+  }
+
+  // A reset failed part way: stop the controller again (it may have been
+  // re-enabled and given re-posted commands), then end every command of
+  // every queue - kept for re-posting, or already re-posted - exactly once
+  // with the reset's error. The buffers are the caller's again afterwards.
+  void fail_after_reset(status why) noexcept {
+    failed_ = true;
+    failed_cause_ = why.code();
+    (void)disable_controller();
+    const status err{why.code() == errc::removed ? errc::removed : errc::io_error,
+                     "command failed: the controller reset did not succeed", static_cast<std::uint64_t>(why.code())};
+    for (std::uint32_t i = 0; i < io_count_; ++i) {
+      io_queue<P>* q = ios_[i];
+      if (q == nullptr) continue;
+      while (q->requeue_count_ != 0) q->defer(q->requeue_[--q->requeue_count_], err);
+      (void)q->reap_before_reset();
+      q->qp_.reset([&](std::uint16_t, typename io_queue<P>::cmd_ctx& c, bool timed_out) {
+        q->defer(c.slot, timed_out ? status{errc::timeout, "command timed out; the controller reset failed"} : err);
+      });
+      q->needs_reset_ = true;  // nothing is posted until a reset succeeds
+    }
+    (void)admin_.reset([](std::uint16_t, admin_ctx&, bool) {});
+    aers_out_ = 0;
+    dbbuf_on_ = false;
+    ready_ = false;
+  }
+
   result<admin_result> admin_sync_locked(const nvme::sqe& cmd, std::uint32_t timeout_ms = 0) noexcept {
     const std::uint32_t ms = timeout_ms ? timeout_ms : opt_.admin_timeout_ms;
     const std::uint64_t deadline = plat_->now_ns() + std::uint64_t{ms} * 1000000u;
@@ -776,7 +882,11 @@ class controller {
     auto l = admin_sync_locked(nvme::cmd::identify(nvme::cns::active_ns_list, 0, scratch_.device));
     if (l) {
       const auto* list = scratch_.cpu_at<std::uint32_t>();
-      for (std::uint32_t i = 0; i < 1024 && list[i] != 0 && nids < max_namespaces; ++i) ids[nids++] = list[i];
+      for (std::uint32_t i = 0; i < 1024 && list[i] != 0 && nids < max_namespaces; ++i) {
+        bool seen = false;  // a lying list may repeat an NSID
+        for (std::uint32_t k = 0; k < nids; ++k) seen |= ids[k] == list[i];
+        if (!seen) ids[nids++] = list[i];
+      }
     } else {
       // NVMe 1.0 controllers lack CNS 02h: probe 1..NN instead.
       for (std::uint32_t i = 1; i <= info_.nn && nids < max_namespaces; ++i) ids[nids++] = i;
@@ -795,8 +905,26 @@ class controller {
     spin_guard g(admin_lock_);
     return negotiate_queues_locked();
   }
+  // I/O queues whose doorbell pair lies inside the BAR at this CAP.DSTRD.
+  std::uint32_t doorbell_queue_limit() const noexcept {
+    std::uint32_t n = 0;
+    while (n < max_queues && regs_.check(nvme::cq_head_doorbell(static_cast<std::uint16_t>(n + 1), cap_.dstrd), 4).ok())
+      ++n;
+    return n;
+  }
+  // Doorbell Buffer Config: queue qid's shadow and EventIdx words sit at the
+  // doorbell register's offset from 1000h (NVMe base spec, Doorbell Buffer
+  // Config command), so each 4 KiB page holds the words of every queue only
+  // if (2 x highest qid + 2) x (4 << DSTRD) bytes fit in it.
+  bool dbbuf_fits(std::uint32_t highest_qid) const noexcept {
+    if (cap_.dstrd > 10) return false;  // a stride of 4 KiB or more: queue 1 is already outside
+    const std::uint64_t bytes = (2ull * highest_qid + 2ull) * (4ull << cap_.dstrd);
+    return bytes <= 4096;
+  }
   status negotiate_queues_locked() noexcept {
-    const std::uint32_t want = opt_.max_io_queues < max_queues ? opt_.max_io_queues : max_queues;
+    std::uint32_t want = opt_.max_io_queues < max_queues ? opt_.max_io_queues : max_queues;
+    const std::uint32_t fit = doorbell_queue_limit();
+    if (fit < want) want = fit;
     auto sq = nvme::cmd::set_number_of_queues(want, want);
     if (!sq) return sq.error();
     auto r = admin_sync_locked(*sq);
@@ -828,6 +956,10 @@ class controller {
       shadow_reason_ = "off (QEMU 1b36:0010: Linux stalled with them on QEMU 7.2, see docs/nvme.md; --shadow on forces)";
       return ok_status;
     }
+    if (!dbbuf_fits(queues_granted_)) {
+      shadow_reason_ = "off (CAP.DSTRD: the shadow and EventIdx words of the granted queues do not fit one 4 KiB page)";
+      return ok_status;
+    }
     // The pages must be zero: stale values from a previous life would be read
     // as doorbells (the buffers' lifetime ends at a controller reset, Base 5.8).
     std::memset(dbbuf_.cpu, 0, dbbuf_.size);
@@ -852,7 +984,7 @@ class controller {
     auto cqr = mmio_doorbell::make(regs_, nvme::cq_head_doorbell(q.qid_, cap_.dstrd));
     if (!cqr) return cqr.error();
     nvme_doorbell sq_db{*sqr}, cq_db{*cqr};
-    if (dbbuf_on_) {
+    if (dbbuf_on_ && dbbuf_fits(q.qid_)) {  // fits: checked for every granted queue at setup
       const std::size_t stride_words = std::size_t{1} << cap_.dstrd;  // (4 << DSTRD) bytes
       auto* shadow = dbbuf_.cpu_at<std::uint32_t>();
       auto* ei = dbbuf_.cpu_at<std::uint32_t>(4096);
@@ -930,6 +1062,8 @@ class controller {
   std::uint32_t shn_writes_ = 0;
   bool ready_ = false;
   bool shut_down_ = false;
+  bool failed_ = false;
+  errc failed_cause_ = errc::ok;
 };
 
 // ---- io_queue members that need the controller ---------------------------------

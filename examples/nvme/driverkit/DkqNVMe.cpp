@@ -102,6 +102,14 @@ struct DkqNVMe_IVars {
   bool started = false;
 };
 
+// One kernel request ends: CompleteIO for reads and writes, Complete for the rest.
+static void complete_to_kernel(DkqNVMe* self, const dx::block_completion& c) {
+  if (c.kind == dx::request_kind::read || c.kind == dx::request_kind::write)
+    self->CompleteIO(c.request_id, c.bytes, to_kern(c.ret));
+  else
+    self->Complete(c.request_id, to_kern(c.ret));
+}
+
 std::uint32_t reaper::drain(std::uint32_t budget) noexcept {
   return iv->xlate.poll(budget, [this](const dx::block_completion& c) {
     if (c.kind == dx::request_kind::internal_flush) {  // Stop's own flush: not the kernel's
@@ -161,8 +169,8 @@ kern_return_t IMPL(DkqNVMe, Start) {
   }
   const drv::namespace_info* ns = nullptr;
   for (std::uint32_t i = 0; i < iv->ctrl.namespace_count(); ++i)
-    if (iv->ctrl.ns(i).usable) {
-      ns = &iv->ctrl.ns(i);
+    if (iv->ctrl.ns(i) != nullptr && iv->ctrl.ns(i)->usable) {
+      ns = iv->ctrl.ns(i);
       break;
     }
   if (ns == nullptr) {
@@ -230,7 +238,13 @@ kern_return_t IMPL(DkqNVMe, Stop) {
       dkapple::delay_us(100);
     }
     (void)iv->ctrl.delete_io_queue(iv->io);
-    (void)iv->ctrl.shutdown();
+    (void)iv->ctrl.shutdown();  // CC.EN = 0 at the end: the device moves no more data
+    // Requests the device did not finish in time still complete, once each.
+    const std::uint32_t ended = iv->xlate.fail_all({dkq::errc::timeout, "controller stopped before the request completed"},
+                                                   [this](const dx::block_completion& c) {
+                                                     if (c.kind != dx::request_kind::internal_flush) complete_to_kernel(this, c);
+                                                   });
+    if (ended != 0) LOG("Stop: %u request(s) did not complete in 5 s and were failed", ended);
     iv->started = false;
   }
   if (iv->bridge != nullptr) {
@@ -358,8 +372,10 @@ void IMPL(DkqNVMe, TimerOccurred) {
       Complete(c.request_id, to_kern(c.ret));
   });
   if (iv->io.needs_reset()) {
-    LOG("queue needs a controller reset after an unabortable timeout");
-    (void)iv->ctrl.reset_and_recover();
+    LOG("queue needs a controller reset (unabortable timeout or a protocol error)");
+    const dkq::status rs = iv->ctrl.reset_and_recover();
+    if (!rs.ok()) LOG("controller reset failed: %{public}s; its requests complete with errors", rs.message());
+    iv->dispatcher.poll(0);  // hands out what the reset failed or re-posted
   }
   iv->timer->WakeAtTime(kIOTimerClockMachAbsoluteTime, dkapple::abs_deadline_after_ns(timeout_scan_ns), 0);
 }

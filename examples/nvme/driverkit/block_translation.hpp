@@ -308,6 +308,32 @@ class block_translator {
     return finished;
   }
 
+  // Ends every request still in flight, each exactly once, with `why` (its
+  // first error if it already had one). For Stop after the bounded wait: the
+  // caller has already stopped the controller (queue deleted, CC.EN cleared),
+  // so no command can still move data into the kernel's buffers, and any
+  // completion that still arrives names a retired slot generation and is
+  // counted as stale, never delivered.
+  template <class Done>
+  std::uint32_t fail_all(status why, Done&& done) noexcept {
+    std::uint32_t n = 0;
+    for (std::uint32_t i = 0; i < p_.max_outstanding; ++i) {
+      slot& s = slots_[i];
+      if (!s.busy) continue;
+      block_completion out;
+      out.request_id = s.request_id;
+      out.kind = s.kind;
+      out.st = s.first_error.ok() ? why : s.first_error;
+      out.ret = to_io_return(out.st);
+      out.bytes = 0;
+      ++c_.failed;
+      put(i);
+      done(out);
+      ++n;
+    }
+    return n;
+  }
+
  private:
   struct slot {
     std::uint32_t request_id = 0;

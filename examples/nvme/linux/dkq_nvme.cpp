@@ -273,7 +273,7 @@ const drv::namespace_info* pick_ns(session& s, std::uint32_t nsid) {
   const drv::namespace_info* n = s.ctrl->find_ns(nsid);
   if (n == nullptr) {
     std::fprintf(stderr, "dkq-nvme: namespace %u is not active on this controller (active:", nsid);
-    for (std::uint32_t i = 0; i < s.ctrl->namespace_count(); ++i) std::fprintf(stderr, " %u", s.ctrl->ns(i).nsid);
+    for (std::uint32_t i = 0; i < s.ctrl->namespace_count(); ++i) std::fprintf(stderr, " %u", s.ctrl->ns(i)->nsid);
     std::fprintf(stderr, ")\n");
     return nullptr;
   }
@@ -331,6 +331,8 @@ status transfer(session& s, queue_t& q, const drv::namespace_info& n, bool write
     }
   };
   const std::uint64_t start = s.plat->now_ns();
+  const std::uint32_t resets_at_start = s.ctrl->resets();
+  constexpr std::uint32_t max_resets_per_transfer = 4;
   while ((next < blocks || inflight > 0) && !g_stop) {
     while (next < blocks && inflight < qd && (first_err.ok() || failed != nullptr)) {
       const std::uint64_t nb = std::min(per_cmd, blocks - next);
@@ -338,7 +340,13 @@ status transfer(session& s, queue_t& q, const drv::namespace_info& n, bool write
       status st = write ? q.write(n.nsid, lba + next, static_cast<std::uint32_t>(nb), seg, next)
                         : q.read(n.nsid, lba + next, static_cast<std::uint32_t>(nb), seg, next);
       if (st.code() == errc::no_space) break;
-      if (!st.ok()) return st;
+      // A device that lies about its SQ head: the queue asks for a reset,
+      // which the loop below performs (and bounds).
+      if (q.needs_reset() && (st.code() == errc::protocol_error || st.code() == errc::busy)) break;
+      if (!st.ok()) {
+        q.poll(q.depth(), handler);  // what a recovery failed is reported, not dropped
+        return st;
+      }
       ++inflight;
       ++cmds;
       next += nb;
@@ -351,11 +359,23 @@ status transfer(session& s, queue_t& q, const drv::namespace_info& n, bool write
       status h = s.ctrl->health();
       if (h.code() == errc::removed) return h;
       if (q.needs_reset() || !h.ok()) {
-        // CSTS.CFS, or a command neither completed nor aborted: only a
-        // controller reset recovers; in-flight commands are re-posted.
+        // CSTS.CFS, a command neither completed nor aborted, or a stuck SQ
+        // head: only a controller reset recovers; in-flight commands are
+        // re-posted. A device that needs one reset after another is failed.
+        if (s.ctrl->resets() - resets_at_start >= max_resets_per_transfer) {
+          q.poll(q.depth(), handler);
+          return {errc::device_error, "controller needed too many resets in one transfer; giving up",
+                  s.ctrl->resets() - resets_at_start};
+        }
         std::fprintf(stderr, "dkq-nvme: %s; resetting the controller\n",
-                     h.ok() ? "a command did not complete after an abort" : h.message());
-        DKQ_TRY(s.ctrl->reset_and_recover());
+                     !h.ok() ? h.message()
+                     : q.protocol_errors() ? q.last_protocol_error()
+                                           : "a command did not complete after an abort");
+        status r = s.ctrl->reset_and_recover();
+        if (!r.ok()) {
+          q.poll(q.depth(), handler);  // every command the failed reset ended, with its error
+          return r;
+        }
       }
     }
   }
@@ -382,7 +402,13 @@ status simple_cmd(session& s, queue_t& q, const char* what, status posted) {
         done = true;
         result = c.st;
       });
-      if (q.needs_reset()) DKQ_TRY(s.ctrl->reset_and_recover());
+      if (q.needs_reset()) {
+        status r = s.ctrl->reset_and_recover();
+        if (!r.ok()) {
+          q.poll(q.depth(), [&](const drv::io_completion& c) { result = c.st; });
+          return r;
+        }
+      }
     }
   }
   (void)what;
@@ -433,7 +459,7 @@ int cmd_identify(session& s) {
               i.aerl + 1u, c.async_events());
   std::printf("  namespaces   %u active of %u\n", c.namespace_count(), i.nn);
   for (std::uint32_t k = 0; k < c.namespace_count(); ++k) {
-    const drv::namespace_info& n = c.ns(k);
+    const drv::namespace_info& n = *c.ns(k);
     std::printf("  ns %u: ", n.nsid);
     if (!n.usable) {
       std::printf("unusable: %s\n", n.why_not);
@@ -901,6 +927,7 @@ int cmd_perf(session& s, const args& a) {
   if (needs_reset) {
     std::fprintf(stderr, "dkq-nvme: a command neither completed nor aborted; resetting the controller\n");
     status st = s.ctrl->reset_and_recover();
+    for (auto& w : ws) w->q->poll(w->q->depth(), [](const drv::io_completion&) {});  // failed ones, if any
     if (!st.ok()) return fail("controller reset", st);
     // Drain what the reset re-posted or failed.
     for (auto& w : ws) {

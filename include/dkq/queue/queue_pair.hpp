@@ -78,8 +78,7 @@ class queue_pair {
   DKQ_ALWAYS_INLINE result<std::uint16_t> submit(const void* sqe, const Ctx& ctx,
                                                  std::uint64_t deadline = no_deadline) noexcept {
     void* slot = sq_.next_entry();
-    // Full only if the device stopped reporting its SQ head in completions.
-    if (DKQ_UNLIKELY(slot == nullptr)) return status{errc::no_space, "submission queue is full"};
+    if (DKQ_UNLIKELY(slot == nullptr)) return sq_full();
     std::uint16_t cid;
     if (DKQ_UNLIKELY(!tags_.try_acquire(ctx, deadline, cid)))
       return status{errc::no_space, "all command tags are in use"};
@@ -111,6 +110,16 @@ class queue_pair {
 
   bool flush() noexcept { return sq_.flush(); }
 
+  // Submission entries the device still holds by its own account (posted,
+  // not yet past the head it reported) although their commands completed.
+  // An honest device reports a head past every command it has completed
+  // (it fetched them; NVMe base spec, CQE SQ Head Pointer), so the entries
+  // between head and tail all belong to commands still in flight: this is 0.
+  std::uint32_t held_by_stale_head() const noexcept {
+    const std::uint32_t live = tags_.in_flight();
+    return sq_.in_use() > live ? sq_.in_use() - live : 0;
+  }
+
   // Timeouts go through the tag table; see tag_table.hpp.
   template <class OnExpired>
   std::uint32_t timeout_scan(std::uint64_t now, OnExpired&& on_expired) noexcept {
@@ -135,6 +144,19 @@ class queue_pair {
   const tags_type& tags() const noexcept { return tags_; }
 
  private:
+  // The ring is full. With tags to spare that can only mean the device keeps
+  // reporting an SQ head behind commands it has already completed (a stuck
+  // or lagging head): a protocol error the caller recovers from with a
+  // controller reset, never a "full" that waits for ever.
+  status sq_full() const noexcept {
+    const std::uint32_t stale = held_by_stale_head();
+    if (DKQ_UNLIKELY(stale != 0))
+      return status{errc::protocol_error,
+                    "device's SQ head (in its completions) lags commands it has completed; the queue needs a reset",
+                    stale};
+    return status{errc::no_space, "submission queue is full"};
+  }
+
   sq_type sq_;
   cq_type cq_;
   tags_type tags_;
