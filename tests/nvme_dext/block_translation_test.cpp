@@ -304,3 +304,38 @@ TEST(NvmeDextTranslation, StatusMapping) {
 }
 
 }  // namespace
+
+// Stop after its bounded wait (DkqNVMe.cpp): requests the device never
+// finished are still completed, once each, with an error, after the
+// controller is stopped; nothing that arrives later is delivered.
+TEST(NvmeDextStop, RequestsUnfinishedAtStopCompleteOnceWithAnError) {
+  rig r;
+  r.start();
+  auto buf = r.plat.dma_alloc(3 * 4096);
+  r.dev.drop_io = 2;  // the device holds the two reads
+  ASSERT_TRUE(r.t.read_write({true, 5, buf->device.value(), 4096, 1, 1, false}).ok());
+  ASSERT_TRUE(r.t.read_write({true, 6, buf->device.value() + 4096, 4096, 2, 1, false}).ok());
+  ASSERT_TRUE(r.t.read_write({false, 7, buf->device.value() + 8192, 4096, 3, 1, false}).ok());
+  ASSERT_TRUE(r.t.flush_internal().ok());
+  r.run(10);
+  ASSERT_EQ(r.done.count(7), 1u);  // the write finished
+  EXPECT_EQ(r.t.in_flight(), 2u);
+  // What Stop does after the wait: queue deleted, controller shut down
+  // (CC.EN = 0), then every request left is failed.
+  (void)r.ctrl.delete_io_queue(r.q);
+  (void)r.ctrl.shutdown();
+  std::vector<dx::block_completion> ended;
+  EXPECT_EQ(r.t.fail_all({errc::timeout, "stopped"}, [&](const dx::block_completion& c) { ended.push_back(c); }), 2u);
+  ASSERT_EQ(ended.size(), 2u);
+  for (auto& c : ended) {
+    EXPECT_TRUE(c.request_id == 5 || c.request_id == 6) << c.request_id;
+    EXPECT_EQ(c.ret, dx::io_return::timeout);
+    EXPECT_EQ(c.bytes, 0u);
+    EXPECT_EQ(r.done.count(c.request_id), 0u);
+  }
+  EXPECT_NE(ended[0].request_id, ended[1].request_id);
+  EXPECT_EQ(r.t.in_flight(), 0u);
+  EXPECT_EQ(r.t.fail_all({errc::timeout, "again"}, [&](const dx::block_completion&) { ADD_FAILURE(); }), 0u);
+  r.run(5);
+  EXPECT_EQ(r.done.count(5) + r.done.count(6), 0u);
+}

@@ -276,6 +276,39 @@ TEST(QueuePair, ImpossibleSqHeadIsReported) {
   EXPECT_EQ(h.qp.sq().head(), 0u);    // the bad head was not taken
 }
 
+// A device whose completions keep reporting the first SQ head: every command
+// completes, but the ring never frees. With no command in flight that is not
+// "full", it is the device lying: a protocol error the driver can act on.
+TEST(QueuePair, StuckSqHeadWithNothingInFlightIsAProtocolError) {
+  harness h(8);  // 7 usable entries, 7 tags
+  std::uint32_t seq = 0;
+  dkq::status last = dkq::ok_status;
+  for (int round = 0; round < 20 && last.ok(); ++round) {
+    sqe e = command(seq);
+    auto c = h.qp.submit(&e, seq, dkq::no_deadline);
+    if (!c) {
+      last = c.error();
+      break;
+    }
+    ++seq;
+    h.qp.flush();
+    h.dev.step();
+    auto* ring = h.cq_mem.region().cpu_at<nvme_cqe>();
+    for (std::uint32_t i = 0; i < 8; ++i) ring[i].sq_head = 0;  // the head never moves
+    h.process();
+  }
+  EXPECT_EQ(last.code(), errc::protocol_error) << last.message();
+  EXPECT_EQ(seq, 7u);
+  EXPECT_EQ(h.qp.tags().in_flight(), 0u);
+  EXPECT_EQ(h.qp.held_by_stale_head(), 7u);
+  // An honest full queue is still just full.
+  harness f(8);
+  for (std::uint32_t i = 0; i < 7; ++i) ASSERT_TRUE(f.submit(i));
+  sqe e = command(7);
+  EXPECT_EQ(f.qp.submit(&e, 7u, dkq::no_deadline).error().code(), errc::no_space);
+  EXPECT_EQ(f.qp.held_by_stale_head(), 0u);
+}
+
 // ---- shadow doorbells end to end ----
 
 using sdb = dkq::shadow_doorbell<fake_doorbell>;
