@@ -150,7 +150,9 @@ class fake_nvme_controller {
     for (std::uint32_t q = 0; q <= max_queues; ++q) process_sq(q);
   }
 
-  std::uint32_t reg(std::size_t off) const { return bar_[off / 4]; }
+  // Registers beyond the BAR read as 0 and ignore writes (the model's own
+  // doorbell scan may reach past a small BAR at a large stride).
+  std::uint32_t reg(std::size_t off) const { return off + 4 <= bar_bytes ? bar_[off / 4] : 0; }
   std::uint32_t cq_head_register(std::uint16_t qid) const { return reg(nvme::cq_head_doorbell(qid, dstrd)); }
 
  private:
@@ -173,7 +175,9 @@ class fake_nvme_controller {
     bool aer;
   };
 
-  void set_reg(std::size_t off, std::uint32_t v) { bar_[off / 4] = v; }
+  void set_reg(std::size_t off, std::uint32_t v) {
+    if (off + 4 <= bar_bytes) bar_[off / 4] = v;
+  }
   void alloc_bar() {
     std::free(bar_);
     bar_bytes = (bar_bytes + 4095) & ~std::size_t{4095};

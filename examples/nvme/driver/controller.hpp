@@ -473,6 +473,9 @@ class controller {
       return {errc::no_space, "no I/O queue left (Set Features Number of Queues granted fewer)", queues_granted_};
     if (entries < 2 || entries > cap_.mqes + 1u)
       return {errc::invalid_argument, "I/O queue size outside 2 .. CAP.MQES+1", entries};
+    for (std::uint32_t i = 0; i < io_count_; ++i)
+      if (ios_[i] == &q) return {errc::invalid_argument, "this io_queue object is already a live queue"};
+    if (q.owner_ != nullptr) q.release();  // an earlier create_io_queue on it failed part way
     const std::uint16_t qid = static_cast<std::uint16_t>(io_count_ + 1);
     q.owner_ = this;
     q.qid_ = qid;
@@ -510,6 +513,9 @@ class controller {
       q.free_slots_[i] = q.tags_ - 1 - i;
     }
     q.free_top_ = q.tags_;
+    q.deferred_count_ = 0;
+    q.requeue_count_ = 0;
+    q.needs_reset_ = false;
     DKQ_TRY(init_io_pair(q));
     DKQ_TRY(create_on_device(q));
     ios_[io_count_++] = &q;
