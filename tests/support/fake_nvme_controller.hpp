@@ -31,11 +31,13 @@
 // device-side fuzzer drives both from its input.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <mutex>
 #include <vector>
 
 #include "dkq/base/mmio.hpp"
@@ -119,6 +121,7 @@ class fake_nvme_controller {
 
   // One device step: register transitions, then every queue with new entries.
   void step() {
+    std::lock_guard<std::mutex> g(mtx_);
     if (removed) {
       std::memset(bar_, 0xff, bar_bytes);
       return;
@@ -147,7 +150,18 @@ class fake_nvme_controller {
       ++shutdowns;
     }
     if (!(csts & nvme::csts::rdy)) return;
-    for (std::uint32_t q = 0; q <= max_queues; ++q) process_sq(q);
+    for (std::uint32_t q = 0; q <= (io_by_owner ? 0 : max_queues); ++q) process_sq(q);
+  }
+
+  // Threaded tests: with io_by_owner set, step() serves the registers and the
+  // admin queue only, and each host thread steps its own I/O queue here, so
+  // the model reads a queue's entries on the thread that wrote them (as DMA
+  // ordering would guarantee) and shared model state stays under one lock.
+  bool io_by_owner = false;
+  void step_queue(std::uint32_t q) {
+    std::lock_guard<std::mutex> g(mtx_);
+    if (removed || !(reg(nvme::reg::csts) & nvme::csts::rdy) || q == 0 || q > max_queues) return;
+    process_sq(q);
   }
 
   // Registers beyond the BAR read as 0 and ignore writes (the model's own
@@ -510,6 +524,7 @@ class fake_nvme_controller {
   std::uint32_t* shadow_ = nullptr;
   std::uint32_t* eventidx_ = nullptr;
   std::uint32_t ready_steps_ = 0;
+  std::mutex mtx_;
 };
 
 // The driver core's platform over the fake: config space, BAR 0, DMA from the
@@ -553,18 +568,18 @@ class fake_platform {
       }
     return {errc::invalid_argument, "not a fake DMA region"};
   }
-  std::uint64_t now_ns() const noexcept { return now_; }
+  std::uint64_t now_ns() const noexcept { return now_.load(std::memory_order_relaxed); }
   void delay_us(std::uint32_t us) noexcept {
-    now_ += std::uint64_t{us} * 1000;
+    now_.fetch_add(std::uint64_t{us} * 1000, std::memory_order_relaxed);
     ctrl_.step();
   }
-  void advance_ms(std::uint64_t ms) noexcept { now_ += ms * 1000000; }
+  void advance_ms(std::uint64_t ms) noexcept { now_.fetch_add(ms * 1000000, std::memory_order_relaxed); }
 
   bool bus_master = false;
 
  private:
   fake_nvme_controller& ctrl_;
-  std::uint64_t now_ = 1000000000;
+  std::atomic<std::uint64_t> now_{1000000000};  // threaded tests read it from every thread
   std::vector<void*> allocs_;
 };
 
