@@ -5,7 +5,9 @@
 // completes exactly once, and nothing completes that was not in flight.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <string>
 #include <vector>
@@ -21,13 +23,6 @@ using dkq::test::fake_platform;
 namespace drv = dkq::nvme_driver;
 using ctrl_t = drv::controller<fake_platform>;
 using queue_t = drv::io_queue<fake_platform>;
-
-struct rig {
-  fake_nvme_controller dev;
-  fake_platform plat{dev};
-  ctrl_t ctrl;
-  dkq::status init(drv::options o = {}) { return ctrl.init(plat, o); }
-};
 
 // Accepted requests and their completions.
 struct ledger {
@@ -59,6 +54,56 @@ struct ledger {
   }
 };
 
+// Per-test counts for docs/device-faults.md, printed when the suite ends.
+struct tally_row {
+  std::string test;
+  std::uint64_t faults, requests, once, lost, twice, unknown;
+};
+std::vector<tally_row>& tally() {
+  static std::vector<tally_row> rows;
+  return rows;
+}
+
+struct rig {
+  fake_nvme_controller dev;
+  fake_platform plat{dev};
+  ctrl_t ctrl;
+  std::deque<ledger> books;
+  dkq::status init(drv::options o = {}) { return ctrl.init(plat, o); }
+  ledger& book() { return books.emplace_back(); }
+  ~rig() {
+    tally_row row{::testing::UnitTest::GetInstance()->current_test_info()->name(), dev.faults_injected, 0, 0, 0, 0, 0};
+    for (const ledger& l : books) {
+      row.requests += l.accepted;
+      row.once += l.exactly_once();
+      row.twice += l.more_than_once();
+      row.lost += l.accepted - l.exactly_once() - l.more_than_once();
+      row.unknown += l.unknown;
+    }
+    tally().push_back(row);
+  }
+};
+
+class print_tally : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    std::uint64_t f = 0, n = 0, once = 0, lost = 0, twice = 0;
+    for (const tally_row& r : tally()) {
+      std::printf("nvme-faults: %-70s faults %3llu requests %3llu once %3llu lost %llu double %llu unknown %llu\n",
+                  r.test.c_str(), static_cast<unsigned long long>(r.faults), static_cast<unsigned long long>(r.requests),
+                  static_cast<unsigned long long>(r.once), static_cast<unsigned long long>(r.lost),
+                  static_cast<unsigned long long>(r.twice), static_cast<unsigned long long>(r.unknown));
+      f += r.faults, n += r.requests, once += r.once, lost += r.lost, twice += r.twice;
+    }
+    std::printf("nvme-faults: total: %llu faults injected, %llu requests, %llu completed exactly once, %llu lost, "
+                "%llu double\n",
+                static_cast<unsigned long long>(f), static_cast<unsigned long long>(n),
+                static_cast<unsigned long long>(once), static_cast<unsigned long long>(lost),
+                static_cast<unsigned long long>(twice));
+  }
+};
+const auto* const g_tally_env = ::testing::AddGlobalTestEnvironment(new print_tally);
+
 void pump(rig& r, queue_t& q, ledger& l, int rounds = 50) {
   for (int i = 0; i < rounds; ++i) {
     q.ring();
@@ -84,7 +129,7 @@ TEST(NvmeFaults, LargeDoorbellStrideTurnsShadowDoorbellsOffAndKeepsQueuesInTheBa
   // Every granted queue works through the strided doorbells.
   queue_t qs[8];
   auto buf = r.plat.dma_alloc(8 * 512);
-  ledger l;
+  ledger& l = r.book();
   for (std::uint32_t i = 0; i < 8; ++i) {
     ASSERT_TRUE(r.ctrl.create_io_queue(qs[i], 8, false, 0).ok()) << i;
     std::memset(buf->cpu_at<std::uint8_t>(i * 512), static_cast<int>(0x40 + i), 512);
@@ -126,7 +171,7 @@ TEST(NvmeFaults, FailedResetCompletesEveryRequestOnceAndFailsTheController) {
   queue_t q;
   ASSERT_TRUE(r.ctrl.create_io_queue(q, 16, false, 0).ok());
   auto buf = r.plat.dma_alloc(8 * 4096);
-  ledger l;
+  ledger& l = r.book();
   r.dev.drop_io = 6;  // held by the device, never completed
   for (std::uint64_t i = 0; i < 8; ++i) {
     ASSERT_TRUE(q.read(2, i, 1, {buf->device + i * 4096, 4096}, i).ok());
@@ -174,7 +219,8 @@ TEST(NvmeFaults, ResetFailingAtQueueCreationStillCompletesEverything) {
   ASSERT_TRUE(r.ctrl.create_io_queue(q1, 16, false, 0).ok());
   ASSERT_TRUE(r.ctrl.create_io_queue(q2, 16, false, 0).ok());
   auto buf = r.plat.dma_alloc(8 * 4096);
-  ledger l1, l2;
+  ledger& l1 = r.book();
+  ledger& l2 = r.book();
   r.dev.drop_io = 8;
   for (std::uint64_t i = 0; i < 4; ++i) {
     ASSERT_TRUE(q1.read(2, i, 1, {buf->device + i * 4096, 4096}, i).ok());
@@ -211,7 +257,7 @@ TEST(NvmeFaults, StuckSubmissionHeadIsAProtocolErrorThatAResetRecovers) {
   ASSERT_TRUE(r.ctrl.create_io_queue(q, 8, false, 0).ok());
   auto buf = r.plat.dma_alloc(4096);
   r.dev.sq_head = fake_nvme_controller::head_mode::stuck;
-  ledger l;
+  ledger& l = r.book();
   dkq::status last = dkq::ok_status;
   std::uint64_t user = 0;
   for (int round = 0; round < 40 && last.ok(); ++round) {
@@ -243,7 +289,7 @@ TEST(NvmeFaults, WildSubmissionHeadIsCountedNotTrusted) {
   auto buf = r.plat.dma_alloc(4096);
   r.dev.sq_head = fake_nvme_controller::head_mode::wild;
   r.dev.wild_head = 0x7fff;
-  ledger l;
+  ledger& l = r.book();
   for (std::uint64_t i = 0; i < 3; ++i) {
     ASSERT_TRUE(q.read(1, 0, 1, {buf->device, 512}, i).ok());
     l.accept(i);
@@ -262,7 +308,7 @@ TEST(NvmeFaults, CompletionsPostedBeforeAResetAreDeliveredNotReRun) {
   queue_t q;
   ASSERT_TRUE(r.ctrl.create_io_queue(q, 16, false, 0).ok());
   ASSERT_TRUE(q.deallocate(1, 8, 4, 7).ok());
-  ledger l;
+  ledger& l = r.book();
   l.accept(7);
   q.ring();
   r.dev.step();  // the device ran it and posted its completion; not reaped yet
@@ -303,7 +349,7 @@ TEST(NvmeFaults, RecoveryCompletionsAreNeverDropped) {
   queue_t q;
   ASSERT_TRUE(r.ctrl.create_io_queue(q, 4, false, 0).ok());  // 3 tags
   auto buf = r.plat.dma_alloc(4096);
-  ledger l;
+  ledger& l = r.book();
   std::uint64_t user = 0;
   for (int cycle = 0; cycle < 3; ++cycle) {
     r.dev.drop_io = 100;
@@ -345,7 +391,7 @@ TEST(NvmeFaults, BadCompletionEntriesAreNeverDelivered) {
       default: return 1;
     }
   };
-  ledger l;
+  ledger& l = r.book();
   for (std::uint64_t i = 0; i < 4; ++i) {
     ASSERT_TRUE(q.read(1, 0, 1, {buf->device, 512}, i).ok());
     l.accept(i);
@@ -376,7 +422,7 @@ TEST(NvmeFaults, SurpriseRemovalFailsEveryRequestOnce) {
   ASSERT_TRUE(r.ctrl.create_io_queue(q, 16, false, 0).ok());
   auto buf = r.plat.dma_alloc(4096);
   r.dev.drop_io = 5;
-  ledger l;
+  ledger& l = r.book();
   for (std::uint64_t i = 0; i < 5; ++i) {
     ASSERT_TRUE(q.read(1, 0, 1, {buf->device, 512}, i).ok());
     l.accept(i);
@@ -403,7 +449,7 @@ TEST(NvmeFaults, FatalStatusWhileRunningIsRecoveredByReset) {
   EXPECT_EQ(r.ctrl.health().code(), errc::device_error);
   ASSERT_TRUE(r.ctrl.reset_and_recover().ok());
   EXPECT_TRUE(r.ctrl.health().ok());
-  ledger l;
+  ledger& l = r.book();
   ASSERT_TRUE(q.read(1, 0, 1, {buf->device, 512}, 1).ok());
   l.accept(1);
   pump(r, q, l, 3);

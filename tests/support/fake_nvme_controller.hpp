@@ -78,7 +78,10 @@ class fake_nvme_controller {
   std::function<int(nvme_cqe&)> cqe_hook;
   // Sees each Identify page (cns, page) after the model filled it.
   std::function<void(std::uint8_t, std::uint8_t*)> identify_hook;
-  void fatal() { set_reg(nvme::reg::csts, reg(nvme::reg::csts) | nvme::csts::cfs); }
+  void fatal() {
+    set_reg(nvme::reg::csts, reg(nvme::reg::csts) | nvme::csts::cfs);
+    ++faults_injected;
+  }
   bool never_ready = false;
   bool fatal_on_enable = false;
   bool removed = false;
@@ -106,6 +109,7 @@ class fake_nvme_controller {
   fake_nvme_controller& operator=(const fake_nvme_controller&) = delete;
 
   void finalize_config() {
+    if (dstrd != 0) ++faults_injected;  // legal, but the stride most hosts never meet
     alloc_bar();
     for (const ns_cfg& n : namespaces) disk_for(n.nsid).assign(n.blocks << n.lbads, 0);
     write_cap();
@@ -123,18 +127,25 @@ class fake_nvme_controller {
   void step() {
     std::lock_guard<std::mutex> g(mtx_);
     if (removed) {
+      if (!removal_counted_) ++faults_injected;
+      removal_counted_ = true;
       std::memset(bar_, 0xff, bar_bytes);
       return;
     }
     const std::uint32_t cc = reg(nvme::reg::cc);
     std::uint32_t csts = reg(nvme::reg::csts);
+    if (!(cc & nvme::cc::en)) enable_refusal_counted_ = false;
     if ((cc & nvme::cc::en) && !(csts & nvme::csts::rdy) && !(csts & nvme::csts::cfs)) {
       if (fatal_on_enable) {
         set_reg(nvme::reg::csts, csts | nvme::csts::cfs);
+        ++faults_injected;
         return;
       }
-      if (never_ready) return;
-      if (fail_enable_after != 0 && enables + 1 >= fail_enable_after) return;
+      if (never_ready || (fail_enable_after != 0 && enables + 1 >= fail_enable_after)) {
+        if (!enable_refusal_counted_) ++faults_injected;  // once per enable that never completes
+        enable_refusal_counted_ = true;
+        return;
+      }
       if (++ready_steps_ >= ready_delay_steps) enable();
       return;
     }
@@ -223,6 +234,7 @@ class fake_nvme_controller {
 
   void enable() {
     ++enables;
+    enable_refusal_counted_ = false;
     reset_state();
     const std::uint32_t aqa = reg(nvme::reg::aqa);
     sqs_[0] = {true, reinterpret_cast<std::uint8_t*>(reg64(nvme::reg::asq)), (aqa & 0xfff) + 1, 0, 0, 0};
@@ -457,6 +469,7 @@ class fake_nvme_controller {
     using namespace nvme;
     if (drop_io > 0 && c.opcode != io_opc::flush) {
       --drop_io;
+      ++faults_injected;
       held_.push_back({q, c.cid, false});
       return;
     }
@@ -524,6 +537,7 @@ class fake_nvme_controller {
   std::uint32_t* shadow_ = nullptr;
   std::uint32_t* eventidx_ = nullptr;
   std::uint32_t ready_steps_ = 0;
+  bool removal_counted_ = false, enable_refusal_counted_ = false;
   std::mutex mtx_;
 };
 
