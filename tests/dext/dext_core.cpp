@@ -116,6 +116,60 @@ bool run() {
 }
 }  // namespace dma_check
 
+// Coroutine layer: a task with its frame from a static arena awaiting a
+// queue-pair command, when_all / when_any and a deadline, resumed by the
+// completion path; no exceptions, no RTTI, no heap.
+namespace coro_check {
+namespace coro = dkq::coro;
+alignas(4096) unsigned char sq_mem[64 * 8];
+alignas(4096) unsigned char cq_mem[16 * 8];
+alignas(8) unsigned bar[16];
+alignas(16) unsigned char frames[4 * 1024];
+using result_t = coro::queue_completion<dkq::nvme_cqe>;
+using qp_t = dkq::queue_pair<dkq::nvme_queue_layout, dkq::mmio_doorbell, dkq::mmio_doorbell, coro::completion<result_t>*>;
+struct rig {
+  qp_t qp;
+  coro::frame_arena arena;
+  coro::timer_queue timers;
+  coro::deadline* timer_slots[2];
+  coro::frame_arena& coro_frame_arena() noexcept { return arena; }
+};
+coro::task<dkq::status> one(rig& r) {
+  unsigned char cmd[64] = {};
+  coro::queue_command<qp_t> a(r.qp, cmd), b(r.qp, cmd);
+  auto both = co_await coro::when_all(a, b);
+  coro::deadline d = r.timers.at(10);
+  coro::queue_command<qp_t> c(r.qp, cmd);
+  const std::size_t i = co_await coro::when_any(c, d);
+  if (i == 1) (void)co_await c;
+  co_return both[0].st;
+}
+bool run() {
+  static rig r;
+  auto sq_db = dkq::mmio_doorbell::make(dkq::mmio_window(bar, sizeof bar), 0x8);
+  auto cq_db = dkq::mmio_doorbell::make(dkq::mmio_window(bar, sizeof bar), 0xc);
+  if (!sq_db.ok() || !cq_db.ok()) return false;
+  if (!r.qp.init({sq_mem, dkq::dev_addr{0x1000}, sizeof sq_mem}, {cq_mem, dkq::dev_addr{0x2000}, sizeof cq_mem}, 8,
+                 *sq_db, *cq_db))
+    return false;
+  if (!r.arena.init(frames, sizeof frames, 1024) || !r.timers.init(r.timer_slots)) return false;
+  auto t = one(r);
+  t.start();
+  (void)coro::resume_completions(r.qp, 8);
+  // No device here: end the outstanding commands the way a reset would,
+  // let the deadline pass, end what the coroutine posted after that.
+  auto end_all = [] {
+    r.qp.reset([](unsigned short, coro::completion<result_t>*& c, bool) {
+      c->complete({dkq::status{dkq::errc::io_error, "reset"}, {}});
+    });
+  };
+  end_all();
+  (void)r.timers.fire(10);
+  end_all();
+  return t.done() && t.value().code() == dkq::errc::io_error;
+}
+}  // namespace coro_check
+
 int main() {
   dkq::spsc_ring<elem> s;
   dkq::mpsc_ring<elem> m;
@@ -128,5 +182,6 @@ int main() {
   if (r.ok() || r.error().code() != dkq::errc::timeout) return 4;
   if (!queue_check::run()) return 50;
   if (!dma_check::run()) return 60;
+  if (!coro_check::run()) return 70;
   return 0;
 }
