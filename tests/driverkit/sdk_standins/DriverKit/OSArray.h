@@ -1,0 +1,11 @@
+/* Stand-in for DriverKit's OSArray (see ../README.md). */
+#pragma once
+#include <DriverKit/OSObject.h>
+
+class OSArray : public OSObject {
+ public:
+  static OSArray* withCapacity(uint32_t capacity);
+  bool setObject(const OSMetaClassBase* anObject);
+  uint32_t getCount() const;
+  OSObject* getObject(uint32_t index) const;
+};
