@@ -67,7 +67,7 @@ class dma_allocator {
     }
     IODMACommandSpecification spec{};
     spec.options = kIODMACommandSpecificationNoOptions;
-    spec.maxAddressBits = static_cast<uint8_t>(address_bits);
+    spec.maxAddressBits = address_bits;  // uint64_t in IODMACommandSpecification (IODMACommand.iig)
     kr = IODMACommand::Create(dev_, kIODMACommandCreateNoOptions, &spec, &o.cmd);
     if (kr != kIOReturnSuccess) {
       release_objects(o);

@@ -135,12 +135,12 @@ class pci_device {
     std::uint16_t cmd = 0;
     dev_->ConfigurationRead16(kIOPCIConfigurationOffsetCommand, &cmd);
     if (cmd == 0xffff) return {errc::removed, "PCI command register reads all ones (device gone)"};
-    cmd = static_cast<std::uint16_t>(cmd | kIOPCICommandBusMaster | kIOPCICommandMemorySpace);
+    cmd = static_cast<std::uint16_t>(cmd | kIOPCICommandBusLead | kIOPCICommandMemorySpace);
     dev_->ConfigurationWrite16(kIOPCIConfigurationOffsetCommand, cmd);
     std::uint16_t back = 0;
     dev_->ConfigurationRead16(kIOPCIConfigurationOffsetCommand, &back);
-    if ((back & (kIOPCICommandBusMaster | kIOPCICommandMemorySpace)) !=
-        (kIOPCICommandBusMaster | kIOPCICommandMemorySpace))
+    if ((back & (kIOPCICommandBusLead | kIOPCICommandMemorySpace)) !=
+        (kIOPCICommandBusLead | kIOPCICommandMemorySpace))
       return {errc::io_error, "Bus Master / Memory Space did not stick in the PCI command register", back};
     return ok_status;
   }
