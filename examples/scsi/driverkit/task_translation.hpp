@@ -77,11 +77,24 @@ struct task_view {
 // The CPU side of the task's data buffer: UserGetDataBuffer's descriptor,
 // mapped by the glue (only legal inside UserProcessParallelTask; the glue keeps
 // the mapping until the task completes, because the core copies bounced reads
-// into it at completion).
+// into it at completion). Only a task the core must bounce needs it
+// (task_engine::needs_data_buffer): UserGetDataBuffer is costly, and once it
+// has been called the task's fBufferIOVMAddr mapping may no longer be used
+// (IOUserSCSIParallelInterfaceController.iig, UserGetDataBuffer). Every other
+// task leaves it empty and the device reaches the data through fBufferIOVMAddr.
 struct data_buffer {
   void* cpu = nullptr;
   std::uint64_t length = 0;
 };
+
+// The CPU address given to the core for data it reaches only through the
+// device address (data_buffer empty). The core dereferences data.cpu only when
+// it bounces, and a bounced task without a data_buffer is refused before it
+// reaches the core (task_engine::process), so this address is never read.
+inline std::byte* device_only_data() noexcept {
+  static std::byte marker;
+  return &marker;
+}
 
 // SCSIUserParallelResponse.fServiceResponse.
 enum class service_response : std::uint8_t { task_complete, service_delivery_or_target_failure };
@@ -91,6 +104,9 @@ enum class service_response : std::uint8_t { task_complete, service_delivery_or_
 enum class host_failure : std::uint8_t { none, delivery_failure, device_not_present, timeout };
 
 inline constexpr std::size_t max_sense_bytes = 256;  // kMaxSenseBufferSize (fSenseBuffer[256])
+// fSenseLength is a uint8_t: 255 of fSenseBuffer's 256 bytes is the most a
+// response can report (a longer sense is cut there, never wrapped to 0).
+inline constexpr std::size_t max_sense_length = 255;
 
 // The fields of SCSIUserParallelResponse the dext fills.
 struct response_view {
@@ -229,14 +245,14 @@ inline result<request> to_request(const task_view& t, const data_buffer& buf, co
   r.dir = t.dir == transfer_dir::to_target ? dma_direction::to_device : dma_direction::from_device;
   r.timeout_ms = t.timeout_ms;  // the core's per-command deadline (0: its default)
   if (t.requested_count != 0) {
-    if (buf.cpu == nullptr) return status{errc::invalid_argument, "data task without a mapped data buffer"};
-    if (buf.length < t.requested_count)
+    if (buf.cpu != nullptr && buf.length < t.requested_count)
       return status{errc::invalid_argument, "data buffer shorter than the requested count", buf.length};
     if (t.buffer_iovm_addr == 0) return status{errc::invalid_argument, "data task without fBufferIOVMAddr"};
     // The device address is the kernel's IOVM segment, never the CPU mapping
-    // (DRIVERKIT.md "DMA reads back zeros"); the CPU pointer is only for the
-    // core's bounce copies.
-    r.data = dma_region{buf.cpu, dev_addr{t.buffer_iovm_addr}, static_cast<std::size_t>(t.requested_count)};
+    // (docs/porting-a-kext.md, "DMA reads back zeros"); the CPU pointer is only
+    // for the core's bounce copies, and absent unless the task is bounced.
+    void* cpu = buf.cpu != nullptr ? buf.cpu : static_cast<void*>(device_only_data());
+    r.data = dma_region{cpu, dev_addr{t.buffer_iovm_addr}, static_cast<std::size_t>(t.requested_count)};
   }
   return r;
 }
@@ -754,6 +770,15 @@ class task_engine {
   std::uint32_t task_capacity() const noexcept { return ids_.capacity(); }
   result<std::uint32_t> task_index(std::uint64_t id) noexcept { return ids_.index_of(id); }
 
+  // Whether UserProcessParallelTask must map the task's data buffer
+  // (UserGetDataBuffer) before process(): only when the core bounces it, i.e.
+  // a 32-bit SGL and data reaching above 4 GiB (plan_data_sgl).
+  bool needs_data_buffer(const task_view& t) const noexcept {
+    if (core_ == nullptr || t.requested_count == 0 || t.buffer_iovm_addr == 0) return false;
+    if (core_->info().sgl != scsi::mfi_sgl_format::sgl32) return false;
+    return t.buffer_iovm_addr + (t.requested_count - 1) > 0xFFFFFFFFull;
+  }
+
   // UserProcessParallelTask. `token` is the retained completion OSAction.
   submit_outcome process(const task_view& t, const data_buffer& buf, void* token) noexcept {
     ++st_.tasks;
@@ -778,6 +803,8 @@ class task_engine {
     if (!r) return fail(r.error());
     auto plan = plan_data_sgl(*r, core_->info(), cfg_.bounce_chunk);
     if (!plan) return fail(plan.error());
+    if (plan->bounced && buf.cpu == nullptr)
+      return fail({errc::invalid_argument, "bounced task without a mapped data buffer"});
     s = task_state{};
     s.owner = this;
     s.task = t;
