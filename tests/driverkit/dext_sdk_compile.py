@@ -105,6 +105,14 @@ def generate(layout, src_root, out, overrides=None):
     return run(cmd)
 
 
+# Explicit instantiations for the glue headers' own units: a member of a class
+# template is only checked against Apple's declarations once instantiated.
+INSTANTIATE = {
+    "interrupts.hpp": "template class dkq::driverkit::apple::interrupt_sources<4>;\n",
+    "dma_allocator.hpp": "template class dkq::driverkit::apple::dma_allocator<64>;\n",
+}
+
+
 def units(src_root, out):
     inc = os.path.join(src_root, "include")
     apple = os.path.join(inc, "dkq", "platform", "driverkit", "apple")
@@ -115,6 +123,7 @@ def units(src_root, out):
             os.makedirs(os.path.dirname(tu), exist_ok=True)
             with open(tu, "w") as f:
                 f.write('#include "dkq/platform/driverkit/apple/%s"\n' % n)
+                f.write(INSTANTIATE.get(n, ""))
             tus.append(("apple/" + n, tu, ["-I", inc]))
     nv = os.path.join(src_root, "examples", "nvme", "driverkit")
     tus.append(("DkqNVMe.cpp", os.path.join(nv, "DkqNVMe.cpp"),

@@ -49,7 +49,7 @@ TEST(BarTable, ResolvesOnceAndSkipsUpperHalves) {
   EXPECT_EQ(t.kind(5), dk::bar_kind::absent);
   auto b3 = t.memory_bar(3);
   ASSERT_TRUE(b3.ok());
-  EXPECT_EQ(b3->memory_index, 2);  // not 3: the mistake DRIVERKIT.md warns about
+  EXPECT_EQ(b3->memory_index, 2);  // not 3: the mistake docs/porting-a-kext.md warns about
   EXPECT_EQ(b3->size, 0x40000u);
   auto first = t.first_memory_bar();
   ASSERT_TRUE(first.ok());
