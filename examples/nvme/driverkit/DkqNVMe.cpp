@@ -225,10 +225,15 @@ kern_return_t IMPL(DkqNVMe, Stop) {
   // does, so none of their handlers runs now and none is delivered after the
   // cancel; each source is released in its cancel handler, once cancellation
   // has completed (IOInterruptDispatchSource.iig, Cancel), never right after
-  // Cancel returns.
-  if (iv->timer != nullptr) {
-    iv->timer->SetEnable(false);
-    if (iv->timer->Cancel(^{ OSSafeReleaseNULL(iv->timer); }) != kIOReturnSuccess) OSSafeReleaseNULL(iv->timer);
+  // Cancel returns. The handlers touch only their source: they may run after
+  // this object is gone.
+  if (IOTimerDispatchSource* timer = iv->timer) {
+    iv->timer = nullptr;
+    timer->SetEnable(false);
+    if (timer->Cancel(^{
+          timer->release();
+        }) != kIOReturnSuccess)
+      timer->release();
   }
   iv->irqs.cancel();
   if (iv->started) {
@@ -373,5 +378,6 @@ void IMPL(DkqNVMe, TimerOccurred) {
     LOG("queue needs a controller reset after an unabortable timeout");
     (void)iv->ctrl.reset_and_recover();
   }
-  iv->timer->WakeAtTime(kIOTimerClockMachAbsoluteTime, dkapple::abs_deadline_after_ns(timeout_scan_ns), 0);
+  if (iv->timer != nullptr)
+    iv->timer->WakeAtTime(kIOTimerClockMachAbsoluteTime, dkapple::abs_deadline_after_ns(timeout_scan_ns), 0);
 }

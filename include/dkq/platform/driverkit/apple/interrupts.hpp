@@ -73,7 +73,9 @@ class interrupt_sources {
   // (IOInterruptDispatchSource.iig, Cancel); `done`, if given, runs once after
   // the last of them (at once when there are none). A handler on another
   // queue may still be running when cancel() returns: whatever it touches
-  // must be torn down in `done`, not after cancel().
+  // must be torn down in `done`, not after cancel(). Without `done` the
+  // handlers touch nothing but their source, so this object may be gone by
+  // the time they run; with `done` it must outlive them (it counts them).
   void cancel(IODispatchSourceCancelHandler done = nullptr) noexcept {
     const std::uint32_t n = count_;
     count_ = 0;
@@ -90,10 +92,17 @@ class interrupt_sources {
         continue;
       }
       s->SetEnable(false);
-      const kern_return_t kr = s->Cancel(^{
-        s->release();
-        finish_one(done);
-      });
+      kern_return_t kr = kIOReturnSuccess;
+      if (done == nullptr) {
+        kr = s->Cancel(^{
+          s->release();
+        });
+      } else {
+        kr = s->Cancel(^{
+          s->release();
+          finish_one(done);
+        });
+      }
       if (kr != kIOReturnSuccess) {  // no handler will run
         s->release();
         finish_one(done);
@@ -107,7 +116,8 @@ class interrupt_sources {
 
  private:
   void finish_one(IODispatchSourceCancelHandler done) noexcept {
-    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1 && done != nullptr) done();
+    if (done == nullptr) return;
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) done();
   }
 
   IOInterruptDispatchSource* src_[MaxSources] = {};
