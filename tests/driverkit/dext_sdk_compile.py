@@ -22,9 +22,16 @@ tests/driverkit/sdk_standins/ (what Apple does not publish) after them.
 
 --selftest plants one mistake at a time in a temporary copy (a dext .iig or an
 Apple .iig) and fails unless the generator or the compiler reports each one.
+
+On a Mac, DIR may instead be a DriverKit SDK (`xcrun --sdk driverkit
+--show-sdk-path`): Apple's generated headers are then the SDK's own, the two
+dext .iig files go through Apple's iig (invoked as IOPCIFamily's
+PCIDriverKit/iigFramework.sh invokes it) and no stand-in is used. That mode
+follows Apple's script but has not been run by this project (no Mac).
 """
 import argparse
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -39,6 +46,27 @@ STANDINS = os.path.join(HERE, "sdk_standins")
 # gnu++20, libc++, no exceptions, no RTTI, blocks on; warnings are errors.
 DEXT_FLAGS = ["-fsyntax-only", "-std=gnu++20", "-stdlib=libc++", "-fno-exceptions", "-fno-rtti", "-fblocks",
               "-Wall", "-Wextra", "-Wshadow", "-Werror", "-DPLATFORM_DriverKit=1", "-DXNU_PLATFORM_DriverKit=1"]
+
+
+def is_sdk(root):
+    return os.path.isdir(os.path.join(root, "System", "DriverKit", "System", "Library", "Frameworks",
+                                      "DriverKit.framework"))
+
+
+class SdkLayout:
+    """A DriverKit SDK (macOS only; not run by this project)."""
+
+    def __init__(self, root, iig=None):
+        self.root = root
+        dk = os.path.join(root, "System", "DriverKit")
+        self.frameworks = os.path.join(dk, "System", "Library", "Frameworks")
+        self.include_flags = ["-isysroot", root, "-iframework", self.frameworks,
+                              "-idirafter", os.path.join(dk, "usr", "local", "include"),
+                              "-idirafter", os.path.join(dk, "usr", "include")]
+        self.iig = iig or subprocess.run(["xcrun", "-sdk", "driverkit", "-find", "iig"], stdout=subprocess.PIPE,
+                                         text=True).stdout.strip()
+        if not self.iig:
+            raise SystemExit("no iig: pass --iig or install Xcode")
 
 
 class Layout:
@@ -83,6 +111,24 @@ def run(cmd):
     return p.returncode, p.stdout
 
 
+def generate_with_apple_iig(layout, src_root, out, overrides):
+    """SDK mode: Apple's iig writes DkqNVMe.h and DkqMegaRAID.h (flags as in
+    IOPCIFamily's PCIDriverKit/iigFramework.sh)."""
+    cflags = layout.include_flags + ["-x", "c++", "-std=gnu++1z", "-fno-exceptions", "-fno-rtti", "-D__IIG=1",
+                                     "-DPLATFORM_DriverKit=1"]
+    text = ""
+    for sub, name in (("nvme", "DkqNVMe"), ("scsi", "DkqMegaRAID")):
+        src = os.path.join(src_root, "examples", sub, "driverkit", name + ".iig")
+        dst = os.path.join(out, "dext", sub, name + ".h")
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        rc, t = run([layout.iig, "--def", overrides.get(src, src), "--header", dst, "--impl", "/dev/null", "--"]
+                    + cflags)
+        text += t
+        if rc != 0:
+            return rc, text
+    return 0, text
+
+
 def generate(layout, src_root, out, overrides=None):
     """Headers for Apple's .iig files and the two dext classes under out/.
     overrides maps an input path to a replacement file (self-test plants)."""
@@ -91,6 +137,8 @@ def generate(layout, src_root, out, overrides=None):
     if os.path.isdir(out):
         shutil.rmtree(out)
     os.makedirs(sdk)
+    if isinstance(layout, SdkLayout):
+        return generate_with_apple_iig(layout, src_root, out, overrides)
     for src, rel in layout.headers:
         dst = os.path.join(sdk, rel)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
@@ -134,35 +182,49 @@ def units(src_root, out):
     return tus
 
 
-def compile_all(clang, src_root, out, only=None):
+def compile_all(clang, src_root, out, only=None, layout=None):
     sysinc = ["-isystem", os.path.join(out, "sdk"), "-isystem", STANDINS]
+    flags = DEXT_FLAGS
+    if isinstance(layout, SdkLayout):
+        arch = "arm64" if platform.machine() in ("arm64", "aarch64") else "x86_64"
+        sysinc = layout.include_flags + ["-target", "%s-apple-driverkit22.0" % arch]
+        flags = [f for f in DEXT_FLAGS if f != "-DXNU_PLATFORM_DriverKit=1"]
     failures = []
     for name, tu, inc in units(src_root, out):
         if only and name not in only:
             continue
-        rc, text = run([clang] + DEXT_FLAGS + sysinc + inc + [tu])
+        rc, text = run([clang] + flags + sysinc + inc + [tu])
         print("%-40s %s" % (name, "ok" if rc == 0 else "FAILED"))
         if rc != 0:
             failures.append((name, text))
     return failures
 
 
+def make_layout(args):
+    if is_sdk(args.interfaces):
+        return SdkLayout(args.interfaces, args.iig)
+    return Layout(args.interfaces)
+
+
 def check(args):
-    layout = Layout(args.interfaces)
+    layout = make_layout(args)
     out = os.path.join(args.build, "driverkit_sdk")
     rc, text = generate(layout, args.source, out)
     if rc != 0:
         print(text)
         print("interface generation failed")
         return 1
-    failures = compile_all(args.clang, args.source, out)
+    failures = compile_all(args.clang, args.source, out, layout=layout)
     for name, text in failures:
         print("==== %s\n%s" % (name, text))
     if failures:
         print("%d of the dext sources do not compile against Apple's declarations" % len(failures))
         return 1
-    print("every dext source compiles against Apple's DriverKit declarations "
-          "(and the stand-ins in tests/driverkit/sdk_standins/)")
+    if isinstance(layout, SdkLayout):
+        print("every dext source compiles against the DriverKit SDK at %s" % args.interfaces)
+    else:
+        print("every dext source compiles against Apple's DriverKit declarations "
+              "(and the stand-ins in tests/driverkit/sdk_standins/)")
     return 0
 
 
@@ -178,7 +240,7 @@ def plant(path, tmp, old, new):
 
 
 def selftest(args):
-    layout = Layout(args.interfaces)
+    layout = make_layout(args)
     root = args.source
     nvme_iig = os.path.join(root, "examples", "nvme", "driverkit", "DkqNVMe.iig")
     scsi_iig = os.path.join(root, "examples", "scsi", "driverkit", "DkqMegaRAID.iig")
@@ -207,6 +269,10 @@ def selftest(args):
          "Create(IOService * provider,\n\t    uint32_t index,", "Create(IOService * provider,\n\t    uint32_t * index,",
          "apple/interrupts.hpp", r"Create"),
     ]
+    if isinstance(layout, SdkLayout):
+        # Apple's iig and the SDK's own headers: only the plants in our .iig
+        # files that the compiler (not dkq_iig) reports apply.
+        plants = [p for p in plants if p[1] in (nvme_iig, scsi_iig) and p[4] is not None]
     bad = 0
     tmp = tempfile.mkdtemp(prefix="dkq_iig_selftest_")
     try:
@@ -222,7 +288,7 @@ def selftest(args):
                     print("FAIL %s: the generator refused the planted copy instead of the compiler" % what)
                     bad += 1
                     continue
-                failures = compile_all(args.clang, root, out, only={unit})
+                failures = compile_all(args.clang, root, out, only={unit}, layout=layout)
                 caught = bool(failures) and re.search(expect, failures[0][1])
                 text = failures[0][1] if failures else ""
             if caught:
@@ -248,6 +314,7 @@ def main():
     ap.add_argument("--clang", required=True)
     ap.add_argument("--build", required=True)
     ap.add_argument("--selftest", action="store_true")
+    ap.add_argument("--iig", help="Apple's iig (SDK mode only; default: xcrun -sdk driverkit -find iig)")
     a = ap.parse_args()
     a.interfaces = os.path.abspath(a.interfaces)
     a.source = os.path.abspath(a.source)
