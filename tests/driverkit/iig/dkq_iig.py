@@ -36,8 +36,9 @@ as is, with `#include <X.iig>` turned into `#include <X.h>`.
 The shape follows Apple's IIG documentation (the comments in OSObject.iig, the
 DEFN/IMPL macros there, IOService.iig's SetDispatchQueue/QUEUENAME text and
 OSAction.iig's TYPE discussion) and headers IIG generated that are published in
-Apple's open-source releases. It is not IIG: it writes no dispatch tables and
-no message IDs, and it checks only what a compile needs. Besides the C++
+Apple's open-source releases. It is not IIG: it writes no dispatch tables, no
+message IDs and no OSAction_<Class>_<Method> subclasses, and it checks only
+what a compile needs. Besides the C++
 checks above it refuses what IIG refuses: `override` of a method no base class
 declares, TYPE() naming an unknown class or method, and (our rule) a class
 declared in an input marked --user that leaves a base method `= 0` the kernel
@@ -52,11 +53,6 @@ import argparse
 import os
 import re
 import sys
-
-ANNOTATIONS = {"LOCAL", "LOCALONLY", "KERNEL", "NATIVE", "REMOTE", "LOCALHOST", "INVOKEREPLY", "REPLY",
-               "PORTMAKESEND", "PORTCOPYSEND", "TARGET", "IIG_SERIALIZABLE", "CONCRETE", "override", "final",
-               "virtual", "static"}
-
 
 class IigError(Exception):
     pass
@@ -166,9 +162,8 @@ class Param:
 
 
 class Method:
-    def __init__(self, text, where, conds):
+    def __init__(self, text, where):
         self.where = where
-        self.conds = list(conds)  # enclosing #if lines inside the class body
         t = " ".join(text.split())
         op = t.find("(")
         if op < 0:
@@ -310,7 +305,6 @@ def parse_file(f):
 
 def parse_body(f, k, start, stop):
     body = f.masked[start:stop]
-    conds = []
     cur = []
     cur_start = start
     offset = start
@@ -321,11 +315,7 @@ def parse_body(f, k, start, stop):
                 raise IigError("%s:%d: directive inside a declaration" % (f.path, line_of(f.masked, offset)))
             kw = s[1:].strip().split()[0] if s[1:].strip() else ""
             if kw in ("if", "ifdef", "ifndef", "elif", "else", "endif"):
-                k.members.append(("#", s))
-                if kw in ("if", "ifdef", "ifndef"):
-                    conds.append(s)
-                elif kw == "endif" and conds:
-                    conds.pop()
+                k.members.append(("#", s))  # repeated in every generated section
             offset += len(line)
             cur = []
             cur_start = offset
@@ -340,7 +330,7 @@ def parse_body(f, k, start, stop):
                 decl = text.strip().rstrip(";").strip()
                 if decl:
                     where = "%s:%d" % (f.path, line_of(f.masked, cur_start))
-                    k.members.append(Method(decl, where, conds))
+                    k.members.append(Method(decl, where))
                 cur = []
                 cur_start = offset
     rest = "".join(cur)
@@ -448,7 +438,7 @@ class Model:
                 if m.name in declared:
                     continue
                 declared.add(m.name)
-                if m.pure and not m.has_target and not m.kernel and not (m.name in ("SetDispatchQueue", "CopyDispatchQueue")):
+                if m.pure and not m.has_target and not m.kernel:
                     missing.append("%s::%s (%s)" % (b.name, m.name, m.where))
             b = self.classes.get(b.base) if b.base else None
         if missing:
