@@ -24,8 +24,8 @@
 //    A requestID already in flight is refused (the kernel reusing an id, or a
 //    dext bug, must not complete the wrong request).
 //  - synchronize is an NVMe Flush sent to the namespace and completed only on
-//    the device's answer, never locally, whatever VWC says (DRIVERKIT.md: a
-//    flush acknowledged but never sent loses data).
+//    the device's answer, never locally, whatever VWC says
+//    (docs/porting-a-kext.md: a flush acknowledged but never sent loses data).
 //  - unmap of n ranges is n Dataset Management commands (one range each, the
 //    core's deallocate); the request completes once, after the last, with the
 //    first error if any.

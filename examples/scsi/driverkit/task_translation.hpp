@@ -24,8 +24,8 @@
 //                       LD, cache flush DCMD, controller stop)
 //   target_plan         the LD list -> targets created one at a time
 //
-// Facts: research/scsi-driverkit-anchors.md 3.1-3.5 and 5.2 (Apple's
-// SCSIControllerDriverKit documentation); the MFI core is
+// Facts: Apple's SCSIControllerDriverKit documentation and
+// IOUserSCSIParallelInterfaceController.iig (docs/scsi-dext.md); the MFI core is
 // examples/scsi/driver/megaraid.hpp, used unchanged.
 //
 // Same rules as the core: C++20, no exceptions, no RTTI, no allocation after
