@@ -45,7 +45,7 @@ STANDINS = os.path.join(HERE, "sdk_standins")
 # The flags a dext is built with (docs/driverkit.md, "The Xcode project"):
 # gnu++20, libc++, no exceptions, no RTTI, blocks on; warnings are errors.
 DEXT_FLAGS = ["-fsyntax-only", "-std=gnu++20", "-stdlib=libc++", "-fno-exceptions", "-fno-rtti", "-fblocks",
-              "-Wall", "-Wextra", "-Wshadow", "-Werror", "-DPLATFORM_DriverKit=1", "-DXNU_PLATFORM_DriverKit=1"]
+              "-Wall", "-Wextra", "-Wshadow", "-Wconversion", "-Wno-sign-conversion", "-Werror", "-DPLATFORM_DriverKit=1", "-DXNU_PLATFORM_DriverKit=1"]
 
 
 def is_sdk(root):
