@@ -415,6 +415,8 @@ class Model:
                 m.root = (rk, rm)
                 if rm.localonly:
                     m.localonly = True
+                if rm.local:
+                    m.local = True  # implemented in the dext process wherever it is overridden
                 if rm.static:
                     m.static = True
                 if m.type_of:

@@ -120,6 +120,15 @@ class Generator(unittest.TestCase):
         self.assertNotIn("KernelOnly_Impl", out["Base"])
         self.assertRegex(out["Base"], r"static kern_return_t\s+Create\(Base \*\* out\);")
 
+    def test_local_is_inherited_by_overrides_in_kernel_classes(self):
+        # IOUserBlockStorageDevice overrides IOService's LOCAL Start without
+        # repeating LOCAL; Apple's IOUserBlockStorageDevice.cpp implements it.
+        rc, o = self.run_iig({"OSObject": OBJECT, "Base": BASE,
+                              "K": "class KERNEL K : public Base {\npublic:\n"
+                                   "    virtual kern_return_t Start(Base * provider) override;\n};\n"})
+        self.assertEqual(rc, 0)
+        self.assertRegex(o["K"], r"kern_return_t\s+Start_Impl\(Base_Start_Args\);")
+
     def test_localonly_methods_are_cxx_members(self):
         out = self.generate()
         self.assertRegex(out["Base"], r"class BaseInterface : public OSInterface\n\{\npublic:\n"

@@ -2,11 +2,11 @@
  * IOUserSCSIParallelInterfaceController.iig includes <DriverKit/OSDictionary.iig>,
  * which dkq_iig turns into this header's name. */
 #pragma once
-#include <DriverKit/OSObject.h>
+#include <DriverKit/OSContainer.h>
 
 class OSString;
 
-class OSDictionary : public OSObject {
+class OSDictionary : public OSContainer {
  public:
   static OSDictionary* withCapacity(uint32_t capacity);
   bool setObject(const char* aKey, const OSMetaClassBase* anObject);
@@ -14,3 +14,4 @@ class OSDictionary : public OSObject {
   OSObject* getObject(const char* aKey) const;
   uint32_t getCount() const;
 };
+extern OSMetaClass* gOSDictionaryMetaClass;  // what OSDynamicCast(OSDictionary, ...) names

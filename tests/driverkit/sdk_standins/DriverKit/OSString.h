@@ -1,10 +1,11 @@
 /* Stand-in for DriverKit's OSString (see ../README.md). */
 #pragma once
-#include <DriverKit/OSObject.h>
+#include <DriverKit/OSContainer.h>
 
-class OSString : public OSObject {
+class OSString : public OSContainer {
  public:
   static OSString* withCString(const char* cString);
   const char* getCStringNoCopy() const;
   size_t getLength() const;
 };
+extern OSMetaClass* gOSStringMetaClass;  // what OSDynamicCast(OSString, ...) names
