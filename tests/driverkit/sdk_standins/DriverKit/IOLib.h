@@ -37,9 +37,9 @@ kern_return_t mach_timebase_info(mach_timebase_info_t info);
 uint64_t mach_absolute_time(void);
 uint64_t mach_continuous_time(void);
 
-#if !defined(__APPLE__)
-/* DriverKit's libc <string.h> declares strlcpy; the glibc this test runs on
- * (2.36) does not. */
+#if defined(__GLIBC__) && (__GLIBC__ < 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ < 38))
+/* DriverKit's libc <string.h> declares strlcpy; glibc before 2.38 (Debian
+ * 12 has 2.36) does not. */
 size_t strlcpy(char* dst, const char* src, size_t size);
 #endif
 
