@@ -5,7 +5,7 @@
 // built with Xcode only) is a thin shell that forwards each
 // IOUserBlockStorageDevice call here.
 //
-// What IOUserBlockStorageDevice hands a driver (anchors 3.9):
+// What IOUserBlockStorageDevice hands a driver (IOUserBlockStorageDevice.iig):
 //   DoAsyncReadWrite(isRead, requestID, dmaAddr, size, lba, numOfBlocks, options)
 //   DoAsyncSynchronize(requestID, lba, blockCount)      "flush the hardware buffer"
 //   DoAsyncUnmap(requestID, ranges, count)              deallocate

@@ -234,7 +234,8 @@ kern_return_t IMPL(DkqMegaRAID, Start) {
   iv->provider = OSDynamicCast(IOPCIDevice, provider);
   if (iv->provider == nullptr) return kIOReturnNoDevice;
   // The framework does not create these queues and never dispatches to a
-  // missing one: all three exist before Start(SUPERDISPATCH) (anchors 3.3).
+  // missing one: all three exist before Start(SUPERDISPATCH) (Apple's
+  // IOUserSCSIParallelInterfaceController documentation).
   kern_return_t kr = make_queue(this, "AuxiliaryQueue", &iv->aux_queue);
   if (kr == kIOReturnSuccess) kr = make_queue(this, "InterruptQueue", &iv->int_queue);
   if (kr == kIOReturnSuccess) kr = make_queue(this, "TargetQueue", &iv->target_queue);

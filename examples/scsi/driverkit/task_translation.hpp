@@ -59,7 +59,7 @@ namespace dkq::examples::megaraid::dext {
 // maps Apple's constants by name.
 enum class transfer_dir : std::uint8_t { none, to_target, from_target };
 
-// The fields of SCSIUserParallelTask the dext uses (anchors 3.2).
+// The fields of SCSIUserParallelTask the dext uses (IOUserSCSIParallelInterfaceController.iig).
 struct task_view {
   std::uint64_t version = 0;              // kScsiUserParallelTaskCurrentVersion1
   std::uint64_t target_id = 0;            // fTargetID
@@ -124,7 +124,7 @@ struct response_view {
 // ---- HBA constraints and DMA specification -------------------------------------------
 
 // MFI data SGEs have no documented alignment; a dword is what the surveyed
-// dexts report (anchors 3.4) and lets the kernel bounce pathological buffers
+// dexts report (Apple, UserReportHBAConstraints) and lets the kernel bounce pathological buffers
 // before they reach us.
 inline constexpr std::uint64_t data_alignment = 4;
 // The MFI element length field is 32 bits.
@@ -154,7 +154,7 @@ struct hba_constraints {
 
 // UserGetDMASpecification's out-parameters. Segments are 64-bit little-endian
 // in both modes (the 32-bit limit is the address bits, not the segment
-// format; ASFireWire saw Big32 break the first data command, anchors 3.5).
+// format; mrmidi/ASFireWire saw Big32 break the first data command).
 enum class dma_segment_type : std::uint8_t { little64 };
 struct dma_specification {
   std::uint64_t max_transfer = 0;   // maxTransferSize
@@ -330,7 +330,7 @@ inline void sync16_to_sync10(const std::uint8_t* cdb16, scsi::cdb_bytes& out, bo
 }
 
 // The device refused the opcode (ILLEGAL REQUEST, INVALID COMMAND OPERATION
-// CODE): QEMU's scsi-disk answers SYNCHRONIZE CACHE (16) so (anchors 0.3).
+// CODE): QEMU's scsi-disk (hw/scsi/scsi-disk.c) answers SYNCHRONIZE CACHE (16) so.
 inline bool is_invalid_opcode(const completion& c) noexcept {
   return c.mfi_status == mfi::stat::scsi_done_with_error && c.scsi_status == scsi::scsi_status::check_condition &&
          c.sense_valid && c.sense.key == scsi::sense_key::illegal_request && c.sense.asc == 0x20;
@@ -479,7 +479,7 @@ struct task_table_counters {
 
 // UserMapHBAData must return an ID that names one kernel SCSIParallelTask for
 // its whole life; reused IDs were diagnosed by Apple DTS as the cause of
-// zeroed write buffers (anchors 0.7). A 32-bit ID is index | generation <<
+// zeroed write buffers (the iSCSIKit dext, joaquinbejar/iSCSIKit). A 32-bit ID is index | generation <<
 // index_bits: the slot is fixed, the generation is bumped on every map, so an
 // ID is never handed out twice (until 2^(32 - index_bits) maps of one slot)
 // and never 0. Per use: begin() (UserProcessParallelTask) moves a mapped slot
@@ -643,7 +643,7 @@ class task_table {
 
 // Targets are the LDs' target IDs (0..63), created one at a time from an
 // asynchronous action on a queue of their own (UserCreateTargetForID from the
-// Default queue deadlocks, anchors 3.3). The highest supported device ID is
+// Default queue deadlocks: Apple, UserCreateTargetForID). The highest supported device ID is
 // the MFI LD range, not the highest present LD, so an LD added later can be
 // created without re-initialising; the initiator ID sits just above it.
 struct target_plan {

@@ -2,9 +2,9 @@
 // from IOInterruptDispatchSource::InterruptOccurred to the dispatch layer.
 //
 // DriverKit gives PCI dexts message-signalled interrupts only (Apple's
-// IOInterruptDispatchSource documentation; anchors 3.7), one dispatch source
+// IOInterruptDispatchSource documentation and .iig), one dispatch source
 // per vector, each calling a handler declared
-// TYPE(IOInterruptDispatchSource::InterruptOccurred) with (count, time). Three
+// TYPE(IOInterruptDispatchSource::InterruptOccurred) with (count, time). Four
 // pieces need no DriverKit header and are unit-tested on Linux:
 //
 //  - read_interrupt_caps(): walks the PCI capability list in config space (a
