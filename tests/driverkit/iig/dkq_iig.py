@@ -38,21 +38,23 @@ DEFN/IMPL macros there, IOService.iig's SetDispatchQueue/QUEUENAME text and
 OSAction.iig's TYPE discussion) and headers IIG generated that are published in
 Apple's open-source releases. It is not IIG: it writes no dispatch tables, no
 message IDs and no OSAction_<Class>_<Method> subclasses, and it checks only
-what a compile needs. Besides the C++
-checks above it refuses what IIG refuses: `override` of a method no base class
-declares, TYPE() naming an unknown class or method, and (our rule) a class
-declared in an input marked --user that leaves a base method `= 0` the kernel
-calls (methods with a TARGET parameter are sent to an action, not
-implemented).
+what a compile needs. Besides the C++ checks above it refuses what IIG
+refuses: `override` of a method no base class declares, and TYPE() naming an
+unknown class or method; and (our rule) a class declared in an input given
+with --user that leaves a base method `= 0` unimplemented (methods with a
+TARGET parameter are sent to an action, not implemented, and are exempt).
 
-Usage: dkq_iig.py --out DIR [--user FILE.iig ...] --map SRC.iig=FRAMEWORK/NAME.h ...
-Each --map names one input and where its header goes under DIR; every input is
-parsed before any header is written, so classes resolve across files.
+Usage: dkq_iig.py --out DIR --map SRC.iig=REL/NAME.h ... [--user SRC.iig=REL/NAME.h ...]
+Each --map or --user names one input and where its header goes under DIR
+(--user marks a dext's own class); every input is parsed before any header is
+written, so classes resolve across files. Exit status 1 and one line on
+stderr for an input it refuses.
 """
 import argparse
 import os
 import re
 import sys
+
 
 class IigError(Exception):
     pass
