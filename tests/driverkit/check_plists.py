@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Packaging check of the example dexts (examples/*/driverkit/): Info.plist and
-.entitlements parsed with plistlib and held to the rules of DRIVERKIT.md.
+.entitlements parsed with plistlib and held to the rules of
+docs/porting-a-kext.md and docs/driverkit.md ("Packaging").
 
   - every personality: IOProviderClass IOPCIDevice, an IOUserClass declared in
     the folder's .iig as a subclass of the family class that IOClass names,
@@ -14,7 +15,14 @@
   - entitlements: com.apple.developer.driverkit, a PCI transport entitlement
     that covers every match value of every personality (when it lists
     matches), the family entitlement IOClass needs, and no
-    allow-any-userclient-access in a shipped dext.
+    allow-any-userclient-access in a shipped dext;
+  - a personality that can match a built-in device (any that does not require
+    IOPCITunnelled) needs the string com.apple.developer.driverkit.builtin in
+    the transport.pci array: IOPCIFamily's IOPCIDevice::matchPropertyTable
+    refuses a device with the "built-in" property otherwise;
+  - OSMinimumDriverKitVersion present and at least MIN_DRIVERKIT (the newest
+    API the dexts call, IOPCIDevice::ConfigureInterrupts, first appears in
+    IOPCIFamily-583.40.1, DriverKit 22.0; docs/driverkit.md).
 
 Run with --selftest to check that each rule fires on a mutated copy.
 Exit status 0 when everything holds; each violation is printed.
@@ -41,6 +49,8 @@ FAMILY = {
     "IOUserService": ("com.apple.kpi.iokit", None, "IOService"),
 }
 MIN_PROBE_SCORE = 1000
+MIN_DRIVERKIT = (22, 0)
+BUILTIN = "com.apple.developer.driverkit.builtin"
 MATCH_KEYS = ("IOPCIMatch", "IOPCIPrimaryMatch", "IOPCISecondaryMatch")
 ID_RE = re.compile(r"^0x[0-9a-fA-F]{8}(&0x[0-9a-fA-F]{8})?$")
 CLASS_RE = re.compile(r"^0x[0-9a-fA-F]{8}&0x[0-9a-fA-F]{8}$")
@@ -70,12 +80,19 @@ def check(info, ents, iig_text, where):
         err("CFBundleIdentifier must be a literal bundle identifier")
     if info.get("CFBundlePackageType") != "DEXT":
         err("CFBundlePackageType must be DEXT")
+    mv = info.get("OSMinimumDriverKitVersion")
+    m = re.match(r"^(\d+)\.(\d+)(\.\d+)?$", str(mv)) if isinstance(mv, str) else None
+    if not m:
+        err("OSMinimumDriverKitVersion missing or not a literal version (NN.N)")
+    elif (int(m.group(1)), int(m.group(2))) < MIN_DRIVERKIT:
+        err(f"OSMinimumDriverKitVersion {mv} is older than the APIs used need ({MIN_DRIVERKIT[0]}.{MIN_DRIVERKIT[1]})")
     pers = info.get("IOKitPersonalities")
     if not isinstance(pers, dict) or not pers:
         err("no IOKitPersonalities")
         pers = {}
     all_tokens = set()
     families = set()
+    builtin_possible = False
     for name, p in pers.items():
         w = f"personality {name}"
         if "IOMatchCategory" in p:
@@ -113,6 +130,8 @@ def check(info, ents, iig_text, where):
             if kind == "class" and not CLASS_RE.match(t):
                 err(f"{w}: IOPCIClassMatch {t!r} is not 0xCCSSPPRR&0xMMMMMMMM")
         all_tokens |= toks
+        if p.get("IOPCITunnelled") is not True:
+            builtin_possible = True
 
     # Entitlements
     if ents.get("com.apple.developer.driverkit") is not True:
@@ -122,11 +141,18 @@ def check(info, ents, iig_text, where):
         err("entitlements: com.apple.developer.driverkit.transport.pci missing")
     elif isinstance(pci, list):
         granted = set()
+        builtin = False
         for d in pci:
+            if d == BUILTIN:
+                builtin = True
+                continue
             if not isinstance(d, dict):
-                err("entitlements: transport.pci array entries must be dictionaries")
+                err(f"entitlements: transport.pci array entries must be match dictionaries or {BUILTIN!r}")
                 continue
             granted |= match_tokens(d)
+        if builtin_possible and not builtin:
+            err(f"entitlements: a personality can match a built-in device but transport.pci lacks {BUILTIN!r} "
+                "(IOPCIDevice::matchPropertyTable refuses \"built-in\" devices without it)")
         missing = all_tokens - granted
         if missing:
             err(f"entitlements: transport.pci does not cover {sorted(t for _, t in missing)} "
@@ -189,6 +215,10 @@ def selftest(info, ents, text, where):
             "com.apple.developer.driverkit.transport.pci", [{"IOPCIPrimaryMatch": "0xffffffff"}]),
         "family": lambda p, i, e: [e.pop(f[1], None) for f in FAMILY.values() if f[1]],
         "userclient": lambda p, i, e: e.__setitem__("com.apple.developer.driverkit.allow-any-userclient-access", True),
+        "builtin": lambda p, i, e: e.__setitem__("com.apple.developer.driverkit.transport.pci", [
+            x for x in e["com.apple.developer.driverkit.transport.pci"] if x != BUILTIN]),
+        "OSMinimumDriverKitVersion missing": lambda p, i, e: i.pop("OSMinimumDriverKitVersion"),
+        "OSMinimumDriverKitVersion too old": lambda p, i, e: i.__setitem__("OSMinimumDriverKitVersion", "21.0"),
     }
     failures = []
     for label, fn in cases.items():

@@ -49,7 +49,7 @@ TEST(BarTable, ResolvesOnceAndSkipsUpperHalves) {
   EXPECT_EQ(t.kind(5), dk::bar_kind::absent);
   auto b3 = t.memory_bar(3);
   ASSERT_TRUE(b3.ok());
-  EXPECT_EQ(b3->memory_index, 2);  // not 3: the mistake DRIVERKIT.md warns about
+  EXPECT_EQ(b3->memory_index, 2);  // not 3: the mistake docs/porting-a-kext.md warns about
   EXPECT_EQ(b3->size, 0x40000u);
   auto first = t.first_memory_bar();
   ASSERT_TRUE(first.ok());
@@ -373,6 +373,76 @@ TEST(InterruptPlan, MsixFirstThenMsiPowersOfTwo) {
   EXPECT_EQ(dk::plan_interrupts(msi_only, 20)->vectors, 8u);
   EXPECT_EQ(dk::plan_interrupts(msi_only, 1)->vectors, 1u);
   EXPECT_EQ(dk::plan_interrupts(both, 0).error().code(), errc::invalid_argument);
+}
+
+// ---- interrupt indexes: the legacy pin first, message-signalled vectors after ----------
+// A provider's interrupt list as GetInterruptType reports it (IOPCIFamily:
+// the pin's index, if any, comes first; ConfigureInterrupts appends one index
+// per vector; MSI-X vectors carry both messaged bits).
+struct fake_interrupt_list {
+  std::vector<std::uint64_t> types;
+  std::uint32_t asked = 0;
+  auto fn() {
+    return [this](std::uint32_t index) -> dkq::result<std::uint64_t> {
+      ++asked;
+      if (index >= types.size()) return dkq::status{errc::out_of_range, "no such index", index};
+      return types[index];
+    };
+  }
+};
+constexpr std::uint64_t pin = 0x0 | 0x1;  // kIOInterruptTypeLevel
+constexpr std::uint64_t msi = dk::interrupt_type_bits::pci_messaged;
+constexpr std::uint64_t msix = dk::interrupt_type_bits::pci_messaged | dk::interrupt_type_bits::pci_messaged_x;
+
+TEST(InterruptIndexes, MessageVectorsFollowTheLegacyPin) {
+  fake_interrupt_list l{{pin, msix, msix, msix}};
+  std::uint32_t idx[3] = {};
+  auto n = dk::find_message_indexes(l.fn(), dk::interrupt_type::msix, idx, 3);
+  ASSERT_TRUE(n.ok()) << n.error().message();
+  EXPECT_EQ(*n, 3u);
+  EXPECT_EQ(idx[0], 1u);  // index 0 is the pin: never used for vector 0
+  EXPECT_EQ(idx[1], 2u);
+  EXPECT_EQ(idx[2], 3u);
+}
+
+TEST(InterruptIndexes, NoPinMeansVectorsFromIndexZero) {
+  fake_interrupt_list l{{msi, msi}};
+  std::uint32_t idx[2] = {};
+  ASSERT_TRUE(dk::find_message_indexes(l.fn(), dk::interrupt_type::msi, idx, 2).ok());
+  EXPECT_EQ(idx[0], 0u);
+  EXPECT_EQ(idx[1], 1u);
+}
+
+TEST(InterruptIndexes, MsiVectorIsNotTakenForMsix) {
+  // An MSI index has only the first messaged bit: an MSI-X plan must not use it.
+  fake_interrupt_list l{{pin, msi}};
+  std::uint32_t idx[1] = {};
+  EXPECT_EQ(dk::find_message_indexes(l.fn(), dk::interrupt_type::msix, idx, 1).error().code(), errc::not_supported);
+  // An MSI-X vector keeps the MSI bit (IOPCIFamily, for compatibility): an MSI plan accepts it.
+  fake_interrupt_list x{{pin, msix}};
+  ASSERT_TRUE(dk::find_message_indexes(x.fn(), dk::interrupt_type::msi, idx, 1).ok());
+  EXPECT_EQ(idx[0], 1u);
+}
+
+TEST(InterruptIndexes, StopsAtTheFirstRefusedIndexAndAsksNoFurtherThanNeeded) {
+  fake_interrupt_list only_pin{{pin}};
+  std::uint32_t idx[2] = {};
+  auto r = dk::find_message_indexes(only_pin.fn(), dk::interrupt_type::msix, idx, 1);
+  EXPECT_EQ(r.error().code(), errc::not_supported);  // ConfigureInterrupts did not take
+  EXPECT_EQ(only_pin.asked, 2u);
+  fake_interrupt_list many{{pin, msix, msix, msix, msix}};
+  ASSERT_TRUE(dk::find_message_indexes(many.fn(), dk::interrupt_type::msix, idx, 2).ok());
+  EXPECT_EQ(many.asked, 3u);  // indexes 0..2: the pin and the two vectors wanted
+  fake_interrupt_list one{{pin, msix}};
+  EXPECT_EQ(dk::find_message_indexes(one.fn(), dk::interrupt_type::msix, idx, 2).error().code(), errc::not_supported);
+  EXPECT_EQ(dk::find_message_indexes(one.fn(), dk::interrupt_type::msix, idx, 0).error().code(),
+            errc::invalid_argument);
+}
+
+TEST(InterruptIndexes, ProviderThatNeverRefusesIsAnError) {
+  std::uint32_t idx[1] = {};
+  auto endless = [](std::uint32_t) -> dkq::result<std::uint64_t> { return pin; };
+  EXPECT_EQ(dk::find_message_indexes(endless, dk::interrupt_type::msi, idx, 1).error().code(), errc::protocol_error);
 }
 
 // ---- InterruptOccurred -> dispatcher ---------------------------------------------------

@@ -424,7 +424,6 @@ TEST(ScsiDextEngine, RejectedTasksAnswerAtOnceAndFreeTheirId) {
   t.dir = dx::transfer_dir::none;
   expect_failure(t, b, errc::invalid_argument);
   t = good;
-  expect_failure(t, {nullptr, 0}, errc::invalid_argument);
   expect_failure(t, {buf.cpu, 512}, errc::invalid_argument);  // shorter than the count
   t.buffer_iovm_addr = 0;
   expect_failure(t, b, errc::invalid_argument);
@@ -849,6 +848,34 @@ TEST(ScsiDextSgl, MaximumTransfer) {
     auto o = r.eng.process(big, {buf.cpu, max + 512}, nullptr);
     EXPECT_FALSE(o.in_process);
     EXPECT_EQ(o.response.why.code(), errc::constraint);
+  }
+}
+
+// UserGetDataBuffer only where the core bounces: a task reachable through
+// fBufferIOVMAddr runs without the CPU mapping; a bounced one without it is
+// refused before the device sees it.
+TEST(ScsiDextSgl, DataBufferOnlyForBouncedTasks) {
+  for (bool force32 : {false, true}) {
+    SCOPED_TRACE(force32 ? "forced 32-bit" : "64-bit");
+    rig r;
+    r.start(force32);
+    auto buf = r.buffer(64 << 10);  // above 16 GiB in the model
+    fill(buf.cpu_at<std::uint8_t>(), buf.size, 5);
+    auto t = rw_task(r.map(), 0, true, 0, 128, buf.device.value());
+    EXPECT_EQ(r.eng.needs_data_buffer(t), force32);
+    auto o = r.eng.process(t, {}, nullptr);
+    if (force32) {
+      EXPECT_FALSE(o.in_process);
+      EXPECT_EQ(o.response.why.code(), errc::invalid_argument);
+      EXPECT_TRUE(r.ctl.c.errors.empty());
+      continue;
+    }
+    ASSERT_TRUE(o.in_process);
+    r.eng.service();
+    ASSERT_EQ(r.responses.size(), 1u);
+    EXPECT_EQ(r.responses[0].scsi_status, dkq::scsi::scsi_status::good);
+    EXPECT_EQ(std::memcmp(r.ctl.disk(0)->data.data(), buf.cpu, buf.size), 0);
+    EXPECT_TRUE(r.ctl.c.errors.empty());
   }
 }
 

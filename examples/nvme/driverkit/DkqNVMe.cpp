@@ -1,9 +1,10 @@
 // examples/nvme/driverkit/DkqNVMe.cpp - the NVMe dext: the portable core
 // (examples/nvme/driver/, unchanged) behind IOUserBlockStorageDevice.
 //
-// NOT COMPILED ON THE LINUX CI: needs Xcode and the DriverKit SDK (DriverKit
-// 21+, BlockStorageDeviceDriverKit, PCIDriverKit). What it calls is portable
-// and tested on Linux:
+// Built with Xcode and the DriverKit SDK (DriverKit 22.0 or later:
+// BlockStorageDeviceDriverKit, PCIDriverKit; docs/driverkit.md). On Linux it is
+// compiled, not built, against Apple's published interface declarations (ctest
+// driverkit_sdk_compile). What it calls is portable and tested on Linux:
 //   controller<P>/io_queue<P>       examples/nvme/driver/controller.hpp
 //   block_translator                block_translation.hpp (tests/nvme_dext/)
 //   bar_table, dma_book, interrupts include/dkq/platform/driverkit/ (tests/driverkit/)
@@ -18,7 +19,7 @@
 #include <DriverKit/DriverKit.h>
 #include <DriverKit/IOLib.h>
 #include <PCIDriverKit/PCIDriverKit.h>
-#include <BlockStorageDeviceDriverKit/BlockStorageDeviceDriverKit.h>
+#include <BlockStorageDeviceDriverKit/IOUserBlockStorageDevice.h>
 
 #include <new>
 
@@ -141,9 +142,14 @@ void DkqNVMe::free() {
   super::free();
 }
 
+// The superclass's Start comes last: IOUserBlockStorageDevice's Start asks
+// GetDeviceParams, hands them to the kernel (StartDev) and registers the
+// device (RegisterDext) before it passes Start on (Apple's
+// IOUserBlockStorageDevice.cpp, IMPL(IOUserBlockStorageDevice, Start)), so the
+// controller must be up and the parameters known by then, and no
+// RegisterService() of our own follows.
 kern_return_t IMPL(DkqNVMe, Start) {
-  kern_return_t kr = Start(provider, SUPERDISPATCH);
-  if (kr != kIOReturnSuccess) return kr;
+  kern_return_t kr = kIOReturnSuccess;
   auto* iv = ivars;
   iv->provider = OSDynamicCast(IOPCIDevice, provider);
   if (iv->provider == nullptr) return kIOReturnNoDevice;
@@ -216,15 +222,26 @@ kern_return_t IMPL(DkqNVMe, Start) {
   iv->started = true;
   LOG("nsid %u: %llu blocks of %u bytes, max I/O %llu, %u outstanding, VWC %d", iv->nsid, iv->params.num_blocks,
       iv->params.block_size, iv->params.max_io_bytes, iv->params.max_outstanding, iv->params.write_cache);
-  return RegisterService();
+  kr = Start(provider, SUPERDISPATCH);  // GetDeviceParams, StartDev, RegisterDext
+  if (kr != kIOReturnSuccess) LOG("IOUserBlockStorageDevice::Start: 0x%x", kr);
+  return kr;
 }
 
 kern_return_t IMPL(DkqNVMe, Stop) {
   auto* iv = ivars;
-  if (iv->timer != nullptr) {
-    iv->timer->SetEnable(false);
-    iv->timer->Cancel(nullptr);
-    OSSafeReleaseNULL(iv->timer);
+  // The timer and the interrupt sources run on the Default queue, as Stop
+  // does, so none of their handlers runs now and none is delivered after the
+  // cancel; each source is released in its cancel handler, once cancellation
+  // has completed (IOInterruptDispatchSource.iig, Cancel), never right after
+  // Cancel returns. The handlers touch only their source: they may run after
+  // this object is gone.
+  if (IOTimerDispatchSource* timer = iv->timer) {
+    iv->timer = nullptr;
+    timer->SetEnable(false);
+    if (timer->Cancel(^{
+          timer->release();
+        }) != kIOReturnSuccess)
+      timer->release();
   }
   iv->irqs.cancel();
   if (iv->started) {
@@ -377,5 +394,6 @@ void IMPL(DkqNVMe, TimerOccurred) {
     if (!rs.ok()) LOG("controller reset failed: %{public}s; its requests complete with errors", rs.message());
     iv->dispatcher.poll(0);  // hands out what the reset failed or re-posted
   }
-  iv->timer->WakeAtTime(kIOTimerClockMachAbsoluteTime, dkapple::abs_deadline_after_ns(timeout_scan_ns), 0);
+  if (iv->timer != nullptr)
+    iv->timer->WakeAtTime(kIOTimerClockMachAbsoluteTime, dkapple::abs_deadline_after_ns(timeout_scan_ns), 0);
 }

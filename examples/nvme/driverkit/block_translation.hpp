@@ -5,7 +5,7 @@
 // built with Xcode only) is a thin shell that forwards each
 // IOUserBlockStorageDevice call here.
 //
-// What IOUserBlockStorageDevice hands a driver (anchors 3.9):
+// What IOUserBlockStorageDevice hands a driver (IOUserBlockStorageDevice.iig):
 //   DoAsyncReadWrite(isRead, requestID, dmaAddr, size, lba, numOfBlocks, options)
 //   DoAsyncSynchronize(requestID, lba, blockCount)      "flush the hardware buffer"
 //   DoAsyncUnmap(requestID, ranges, count)              deallocate
@@ -24,8 +24,8 @@
 //    A requestID already in flight is refused (the kernel reusing an id, or a
 //    dext bug, must not complete the wrong request).
 //  - synchronize is an NVMe Flush sent to the namespace and completed only on
-//    the device's answer, never locally, whatever VWC says (DRIVERKIT.md: a
-//    flush acknowledged but never sent loses data).
+//    the device's answer, never locally, whatever VWC says
+//    (docs/porting-a-kext.md: a flush acknowledged but never sent loses data).
 //  - unmap of n ranges is n Dataset Management commands (one range each, the
 //    core's deallocate); the request completes once, after the last, with the
 //    first error if any.

@@ -2,8 +2,10 @@
 // portable core (examples/scsi/driver/megaraid.hpp, unchanged) behind
 // IOUserSCSIParallelInterfaceController.
 //
-// NOT COMPILED ON THE LINUX CI: built with Xcode and the DriverKit SDK
-// (DriverKit 20.4+: DriverKit, PCIDriverKit, SCSIControllerDriverKit). What it
+// Built with Xcode and the DriverKit SDK (DriverKit 22.0 or later, with an SDK
+// whose SCSIControllerDriverKit declares the bundled-task methods;
+// docs/driverkit.md). On Linux it is compiled, not built, against Apple's
+// published interface declarations (ctest driverkit_sdk_compile). What it
 // calls is portable and tested on Linux:
 //   controller<P>                      examples/scsi/driver/megaraid.hpp (tests/scsi_driver/)
 //   task_engine, constraints, IDs      task_translation.hpp (tests/scsi_dext/)
@@ -30,8 +32,7 @@
 #include <DriverKit/IOKitKeys.h>
 #include <DriverKit/OSCollections.h>
 #include <PCIDriverKit/PCIDriverKit.h>
-#include <SCSIControllerDriverKit/SCSIControllerDriverKit.h>
-#include <mach/mach_time.h>
+#include <SCSIControllerDriverKit/IOUserSCSIParallelInterfaceController.h>
 
 #include <cstring>
 #include <new>
@@ -80,11 +81,7 @@ struct task_mem {
   }
 };
 
-std::uint64_t ns_to_abs(std::uint64_t ns) noexcept {
-  static mach_timebase_info_data_t tb{};
-  if (tb.denom == 0) mach_timebase_info(&tb);
-  return ns * tb.denom / tb.numer;
-}
+std::uint64_t ns_to_abs(std::uint64_t ns) noexcept { return dkapple::ns_to_ticks(ns); }
 
 }  // namespace
 
@@ -147,8 +144,11 @@ SCSIUserParallelResponse to_apple(const dx::response_view& r) {
                            : kSCSIServiceResponse_SERVICE_DELIVERY_OR_TARGET_FAILURE;
   a.fBytesTransferred = r.bytes_transferred;
   static_assert(sizeof(a.fSenseBuffer) >= 18, "fixed-format sense is 18 bytes");
-  const std::size_t cap = sizeof(a.fSenseBuffer);
-  const std::size_t n = std::size_t{r.sense_length} < cap ? std::size_t{r.sense_length} : cap;
+  // fSenseBuffer holds kMaxSenseBufferSize (256) bytes but fSenseLength is a
+  // uint8_t: report at most 255, never a length that wraps to 0.
+  static_assert(dx::max_sense_length <= UINT8_MAX && dx::max_sense_length <= sizeof(a.fSenseBuffer));
+  std::size_t n = r.sense_length;
+  if (n > dx::max_sense_length) n = dx::max_sense_length;
   std::memcpy(a.fSenseBuffer, r.sense, n);
   a.fSenseLength = static_cast<uint8_t>(n);
   return a;
@@ -234,7 +234,8 @@ kern_return_t IMPL(DkqMegaRAID, Start) {
   iv->provider = OSDynamicCast(IOPCIDevice, provider);
   if (iv->provider == nullptr) return kIOReturnNoDevice;
   // The framework does not create these queues and never dispatches to a
-  // missing one: all three exist before Start(SUPERDISPATCH) (anchors 3.3).
+  // missing one: all three exist before Start(SUPERDISPATCH) (Apple's
+  // IOUserSCSIParallelInterfaceController documentation).
   kern_return_t kr = make_queue(this, "AuxiliaryQueue", &iv->aux_queue);
   if (kr == kIOReturnSuccess) kr = make_queue(this, "InterruptQueue", &iv->int_queue);
   if (kr == kIOReturnSuccess) kr = make_queue(this, "TargetQueue", &iv->target_queue);
@@ -323,9 +324,13 @@ kern_return_t IMPL(DkqMegaRAID, UserStartController) {
   // HBA description (OSString values, Apple doc). The interconnect type and
   // location are the personality's "Protocol Characteristics" (Info.plist).
   if (OSDictionary* p = OSDictionary::withCapacity(4)) {
-    put_string(p, kIOPropertyVendorNameKey, "LSI");
-    put_string(p, kIOPropertyProductNameKey, iv->core->info().product);
-    put_string(p, kIOPropertyPortDescriptionKey, iv->core->info().model);
+    // The keys as strings: kIOPropertyVendorNameKey and friends are defined
+    // only in the kernel's IOStorageFamily headers
+    // (IOStorageDeviceCharacteristics.h, IOStorageControllerCharacteristics.h),
+    // not in DriverKit.
+    put_string(p, "Vendor Name", "LSI");
+    put_string(p, "Product Name", iv->core->info().product);
+    put_string(p, "Port Description", iv->core->info().model);
     (void)UserSetHBAProperties(p);
     p->release();
   }
@@ -374,7 +379,14 @@ kern_return_t IMPL(DkqMegaRAID, UserStartController) {
 
 void IMPL(DkqMegaRAID, AsyncCreateTargetForID) {
   auto* iv = ivars;
-  const kern_return_t kr = UserCreateTargetForID(targetID, nullptr);
+  // The target dictionary is not optional (IOUserSCSIParallelInterfaceController.iig,
+  // UserCreateTargetForID: "OSDictionary containing all the target properties");
+  // an LD needs no property of its own, so it gets an empty one.
+  kern_return_t kr = kIOReturnNoMemory;
+  if (OSDictionary* props = OSDictionary::withCapacity(1)) {
+    kr = UserCreateTargetForID(targetID, props);
+    props->release();
+  }
   if (kr != kIOReturnSuccess) LOG("target %u: UserCreateTargetForID 0x%x", targetID, kr);
   std::uint8_t next = 0;
   bool more = false;
@@ -421,14 +433,35 @@ kern_return_t IMPL(DkqMegaRAID, SetPowerState) {
   return SetPowerState(powerFlags, SUPERDISPATCH);
 }
 
+static void finish_stop(DkqMegaRAID_IVars* iv);
+
+// Stop: the timer and interrupt handlers run on InterruptQueue and may be
+// running while Stop runs on Default, so nothing they touch is torn down here.
+// The timer is cancelled, then the interrupt sources; each is released in its
+// cancel handler, which runs once its callbacks have returned
+// (IOInterruptDispatchSource.iig, Cancel), and the last handler finishes the
+// teardown and passes Stop to the superclass, the way Apple's
+// IOUserBlockStorageDevice.cpp Stop finishes in its queue's cancel handler.
 kern_return_t IMPL(DkqMegaRAID, Stop) {
   auto* iv = ivars;
-  if (iv->timer != nullptr) {
-    iv->timer->SetEnable(false);
-    iv->timer->Cancel(nullptr);
+  IODispatchSourceCancelHandler finish = ^{
+    finish_stop(iv);
+    (void)Stop(provider, SUPERDISPATCH);
+  };
+  IODispatchSourceCancelHandler after_timer = ^{
     OSSafeReleaseNULL(iv->timer);
+    iv->irqs.cancel(finish);
+  };
+  if (iv->timer == nullptr) {
+    after_timer();
+    return kIOReturnSuccess;
   }
-  iv->irqs.cancel();
+  iv->timer->SetEnable(false);
+  if (iv->timer->Cancel(after_timer) != kIOReturnSuccess) after_timer();
+  return kIOReturnSuccess;
+}
+
+static void finish_stop(DkqMegaRAID_IVars* iv) {
   shutdown_core(iv);
   if (iv->mem != nullptr) {
     for (std::uint32_t i = 0; i < iv->mem_count; ++i) iv->mem[i].release();
@@ -447,7 +480,6 @@ kern_return_t IMPL(DkqMegaRAID, Stop) {
   OSSafeReleaseNULL(iv->aux_queue);
   OSSafeReleaseNULL(iv->int_queue);
   OSSafeReleaseNULL(iv->target_queue);
-  return Stop(provider, SUPERDISPATCH);
 }
 
 // ---- HBA description -----------------------------------------------------------------
@@ -528,15 +560,20 @@ kern_return_t IMPL(DkqMegaRAID, UserProcessParallelTask) {
   auto* iv = ivars;
   const dx::task_view t = to_view(parallelRequest);
 
-  // The CPU side of the data buffer (the core copies bounced data through
-  // it); the device address stays fBufferIOVMAddr. Legal only here.
+  // The CPU side of the data buffer, only for a task the core bounces (32-bit
+  // SGL, data above 4 GiB). UserGetDataBuffer is costly and, once called, the
+  // task's fBufferIOVMAddr mapping may no longer be used
+  // (IOUserSCSIParallelInterfaceController.iig, UserGetDataBuffer); a bounced
+  // task never programs it. Every other task: fBufferIOVMAddr only. Legal only here.
   dx::data_buffer db{};
-  if (t.requested_count != 0 && iv->mem != nullptr) {
-    dkq::result<std::uint32_t> ix = dkq::status{dkq::errc::stale, "no task"};
-    {
-      locked g(iv->lock);
-      ix = iv->engine.task_index(t.controller_task_id);
-    }
+  bool needs_cpu = false;
+  dkq::result<std::uint32_t> ix = dkq::status{dkq::errc::stale, "no task"};
+  {
+    locked g(iv->lock);
+    needs_cpu = iv->engine.needs_data_buffer(t);
+    if (needs_cpu) ix = iv->engine.task_index(t.controller_task_id);
+  }
+  if (needs_cpu && iv->mem != nullptr) {
     if (ix && *ix < iv->mem_count) {
       task_mem& m = iv->mem[*ix];
       IOBufferMemoryDescriptor* b = nullptr;
@@ -570,7 +607,11 @@ kern_return_t IMPL(DkqMegaRAID, UserProcessParallelTask) {
 kern_return_t IMPL(DkqMegaRAID, UserMapBundledParallelTaskCommandAndResponseBuffers) {
   (void)parallelCommandIOMemoryDescriptor;
   (void)parallelResponseIOMemoryDescriptor;
-  return kIOReturnUnsupported;  // bundling off: tasks come one by one through UserProcessParallelTask
+  // Bundling off: tasks come one by one through UserProcessParallelTask.
+  // IOUserSCSIParallelInterfaceController.iig says a dext declines by returning
+  // "kIOReturnFailure", a name IOReturn.h does not define; Apple's page for
+  // this method gives kIOReturnError for failure, so that is the answer.
+  return kIOReturnError;
 }
 
 void IMPL(DkqMegaRAID, UserProcessBundledParallelTasks) {

@@ -16,7 +16,7 @@
 //  - BARs are named by number and resolved through the bar_table that
 //    GetBARInfo filled: the core asks for "the first memory BAR" (BAR 1 on the
 //    2108, behind I/O BAR 0) and gets an indexed_window on its memory index,
-//    never "index = BAR number" (DRIVERKIT.md);
+//    never "index = BAR number" (docs/porting-a-kext.md);
 //  - the core's exclusive address limit becomes IODMACommand's maxAddressBits
 //    (4 GiB -> 32 bits) and every region is page aligned (frames need 2 KiB
 //    slots that never cross a page);

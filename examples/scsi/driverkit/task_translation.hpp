@@ -24,8 +24,8 @@
 //                       LD, cache flush DCMD, controller stop)
 //   target_plan         the LD list -> targets created one at a time
 //
-// Facts: research/scsi-driverkit-anchors.md 3.1-3.5 and 5.2 (Apple's
-// SCSIControllerDriverKit documentation); the MFI core is
+// Facts: Apple's SCSIControllerDriverKit documentation and
+// IOUserSCSIParallelInterfaceController.iig (docs/scsi-dext.md); the MFI core is
 // examples/scsi/driver/megaraid.hpp, used unchanged.
 //
 // Same rules as the core: C++20, no exceptions, no RTTI, no allocation after
@@ -59,7 +59,7 @@ namespace dkq::examples::megaraid::dext {
 // maps Apple's constants by name.
 enum class transfer_dir : std::uint8_t { none, to_target, from_target };
 
-// The fields of SCSIUserParallelTask the dext uses (anchors 3.2).
+// The fields of SCSIUserParallelTask the dext uses (IOUserSCSIParallelInterfaceController.iig).
 struct task_view {
   std::uint64_t version = 0;              // kScsiUserParallelTaskCurrentVersion1
   std::uint64_t target_id = 0;            // fTargetID
@@ -77,11 +77,24 @@ struct task_view {
 // The CPU side of the task's data buffer: UserGetDataBuffer's descriptor,
 // mapped by the glue (only legal inside UserProcessParallelTask; the glue keeps
 // the mapping until the task completes, because the core copies bounced reads
-// into it at completion).
+// into it at completion). Only a task the core must bounce needs it
+// (task_engine::needs_data_buffer): UserGetDataBuffer is costly, and once it
+// has been called the task's fBufferIOVMAddr mapping may no longer be used
+// (IOUserSCSIParallelInterfaceController.iig, UserGetDataBuffer). Every other
+// task leaves it empty and the device reaches the data through fBufferIOVMAddr.
 struct data_buffer {
   void* cpu = nullptr;
   std::uint64_t length = 0;
 };
+
+// The CPU address given to the core for data it reaches only through the
+// device address (data_buffer empty). The core dereferences data.cpu only when
+// it bounces, and a bounced task without a data_buffer is refused before it
+// reaches the core (task_engine::process), so this address is never read.
+inline std::byte* device_only_data() noexcept {
+  static std::byte marker;
+  return &marker;
+}
 
 // SCSIUserParallelResponse.fServiceResponse.
 enum class service_response : std::uint8_t { task_complete, service_delivery_or_target_failure };
@@ -91,6 +104,9 @@ enum class service_response : std::uint8_t { task_complete, service_delivery_or_
 enum class host_failure : std::uint8_t { none, delivery_failure, device_not_present, timeout };
 
 inline constexpr std::size_t max_sense_bytes = 256;  // kMaxSenseBufferSize (fSenseBuffer[256])
+// fSenseLength is a uint8_t: 255 of fSenseBuffer's 256 bytes is the most a
+// response can report (a longer sense is cut there, never wrapped to 0).
+inline constexpr std::size_t max_sense_length = 255;
 
 // The fields of SCSIUserParallelResponse the dext fills.
 struct response_view {
@@ -108,7 +124,7 @@ struct response_view {
 // ---- HBA constraints and DMA specification -------------------------------------------
 
 // MFI data SGEs have no documented alignment; a dword is what the surveyed
-// dexts report (anchors 3.4) and lets the kernel bounce pathological buffers
+// dexts report (Apple, UserReportHBAConstraints) and lets the kernel bounce pathological buffers
 // before they reach us.
 inline constexpr std::uint64_t data_alignment = 4;
 // The MFI element length field is 32 bits.
@@ -138,7 +154,7 @@ struct hba_constraints {
 
 // UserGetDMASpecification's out-parameters. Segments are 64-bit little-endian
 // in both modes (the 32-bit limit is the address bits, not the segment
-// format; ASFireWire saw Big32 break the first data command, anchors 3.5).
+// format; mrmidi/ASFireWire saw Big32 break the first data command).
 enum class dma_segment_type : std::uint8_t { little64 };
 struct dma_specification {
   std::uint64_t max_transfer = 0;   // maxTransferSize
@@ -229,14 +245,14 @@ inline result<request> to_request(const task_view& t, const data_buffer& buf, co
   r.dir = t.dir == transfer_dir::to_target ? dma_direction::to_device : dma_direction::from_device;
   r.timeout_ms = t.timeout_ms;  // the core's per-command deadline (0: its default)
   if (t.requested_count != 0) {
-    if (buf.cpu == nullptr) return status{errc::invalid_argument, "data task without a mapped data buffer"};
-    if (buf.length < t.requested_count)
+    if (buf.cpu != nullptr && buf.length < t.requested_count)
       return status{errc::invalid_argument, "data buffer shorter than the requested count", buf.length};
     if (t.buffer_iovm_addr == 0) return status{errc::invalid_argument, "data task without fBufferIOVMAddr"};
     // The device address is the kernel's IOVM segment, never the CPU mapping
-    // (DRIVERKIT.md "DMA reads back zeros"); the CPU pointer is only for the
-    // core's bounce copies.
-    r.data = dma_region{buf.cpu, dev_addr{t.buffer_iovm_addr}, static_cast<std::size_t>(t.requested_count)};
+    // (docs/porting-a-kext.md, "DMA reads back zeros"); the CPU pointer is only
+    // for the core's bounce copies, and absent unless the task is bounced.
+    void* cpu = buf.cpu != nullptr ? buf.cpu : static_cast<void*>(device_only_data());
+    r.data = dma_region{cpu, dev_addr{t.buffer_iovm_addr}, static_cast<std::size_t>(t.requested_count)};
   }
   return r;
 }
@@ -314,7 +330,7 @@ inline void sync16_to_sync10(const std::uint8_t* cdb16, scsi::cdb_bytes& out, bo
 }
 
 // The device refused the opcode (ILLEGAL REQUEST, INVALID COMMAND OPERATION
-// CODE): QEMU's scsi-disk answers SYNCHRONIZE CACHE (16) so (anchors 0.3).
+// CODE): QEMU's scsi-disk (hw/scsi/scsi-disk.c) answers SYNCHRONIZE CACHE (16) so.
 inline bool is_invalid_opcode(const completion& c) noexcept {
   return c.mfi_status == mfi::stat::scsi_done_with_error && c.scsi_status == scsi::scsi_status::check_condition &&
          c.sense_valid && c.sense.key == scsi::sense_key::illegal_request && c.sense.asc == 0x20;
@@ -463,7 +479,7 @@ struct task_table_counters {
 
 // UserMapHBAData must return an ID that names one kernel SCSIParallelTask for
 // its whole life; reused IDs were diagnosed by Apple DTS as the cause of
-// zeroed write buffers (anchors 0.7). A 32-bit ID is index | generation <<
+// zeroed write buffers (the iSCSIKit dext, joaquinbejar/iSCSIKit). A 32-bit ID is index | generation <<
 // index_bits: the slot is fixed, the generation is bumped on every map, so an
 // ID is never handed out twice (until 2^(32 - index_bits) maps of one slot)
 // and never 0. Per use: begin() (UserProcessParallelTask) moves a mapped slot
@@ -627,7 +643,7 @@ class task_table {
 
 // Targets are the LDs' target IDs (0..63), created one at a time from an
 // asynchronous action on a queue of their own (UserCreateTargetForID from the
-// Default queue deadlocks, anchors 3.3). The highest supported device ID is
+// Default queue deadlocks: Apple, UserCreateTargetForID). The highest supported device ID is
 // the MFI LD range, not the highest present LD, so an LD added later can be
 // created without re-initialising; the initiator ID sits just above it.
 struct target_plan {
@@ -754,6 +770,15 @@ class task_engine {
   std::uint32_t task_capacity() const noexcept { return ids_.capacity(); }
   result<std::uint32_t> task_index(std::uint64_t id) noexcept { return ids_.index_of(id); }
 
+  // Whether UserProcessParallelTask must map the task's data buffer
+  // (UserGetDataBuffer) before process(): only when the core bounces it, i.e.
+  // a 32-bit SGL and data reaching above 4 GiB (plan_data_sgl).
+  bool needs_data_buffer(const task_view& t) const noexcept {
+    if (core_ == nullptr || t.requested_count == 0 || t.buffer_iovm_addr == 0) return false;
+    if (core_->info().sgl != scsi::mfi_sgl_format::sgl32) return false;
+    return t.buffer_iovm_addr + (t.requested_count - 1) > 0xFFFFFFFFull;
+  }
+
   // UserProcessParallelTask. `token` is the retained completion OSAction.
   submit_outcome process(const task_view& t, const data_buffer& buf, void* token) noexcept {
     ++st_.tasks;
@@ -778,6 +803,8 @@ class task_engine {
     if (!r) return fail(r.error());
     auto plan = plan_data_sgl(*r, core_->info(), cfg_.bounce_chunk);
     if (!plan) return fail(plan.error());
+    if (plan->bounced && buf.cpu == nullptr)
+      return fail({errc::invalid_argument, "bounced task without a mapped data buffer"});
     s = task_state{};
     s.owner = this;
     s.task = t;

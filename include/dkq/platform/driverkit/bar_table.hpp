@@ -3,11 +3,10 @@
 //
 // IOPCIDevice::MemoryRead32/MemoryWrite32 take a *memory index*: the position
 // of the range in the device's memory array that IOPCIDevice::Open() maps
-// (IOPCIFamily PCIDriverKit/IOPCIDevice.cpp, research/scsi-driverkit-anchors.md
-// 3.6). It is not the BAR number: an I/O BAR, an unimplemented BAR or the upper
+// (IOPCIFamily PCIDriverKit/IOPCIDevice.cpp, IOPCIDevice::Open). It is not the BAR number: an I/O BAR, an unimplemented BAR or the upper
 // half of a 64-bit BAR shifts every later index. Writing registers through
 // "index = BAR number" is the classic dext bug where writes succeed and nothing
-// happens (DRIVERKIT.md). The MegaRAID SAS2108 is a live example: BAR 0 is an
+// happens (docs/porting-a-kext.md). The MegaRAID SAS2108 is a live example: BAR 0 is an
 // I/O BAR and its registers are in BAR 1.
 //
 // bar_table asks the platform once per BAR (GetBARInfo on DriverKit, through a

@@ -10,7 +10,8 @@
 // Ordering is the same contract as mmio_window: write32 makes earlier stores to
 // DMA memory visible first (dma_wmb, then the accessor), read32 keeps later DMA
 // loads behind the register read (accessor, then dma_rmb). The accessors are
-// in-process loads and stores after Open() maps the ranges (anchors 4), so the
+// in-process loads and stores after Open() maps the ranges (IOPCIFamily
+// PCIDriverKit/IOPCIDevice.cpp, Open and MemoryRead32), so the
 // barrier is needed exactly as with a raw pointer.
 //
 // An access outside the BAR or misaligned is never sent: a read returns all

@@ -2,9 +2,9 @@
 // from IOInterruptDispatchSource::InterruptOccurred to the dispatch layer.
 //
 // DriverKit gives PCI dexts message-signalled interrupts only (Apple's
-// IOInterruptDispatchSource documentation; anchors 3.7), one dispatch source
+// IOInterruptDispatchSource documentation and .iig), one dispatch source
 // per vector, each calling a handler declared
-// TYPE(IOInterruptDispatchSource::InterruptOccurred) with (count, time). Three
+// TYPE(IOInterruptDispatchSource::InterruptOccurred) with (count, time). Four
 // pieces need no DriverKit header and are unit-tested on Linux:
 //
 //  - read_interrupt_caps(): walks the PCI capability list in config space (a
@@ -13,6 +13,14 @@
 //    is an error, not a hang.
 //  - plan_interrupts(): MSI-X when present, else MSI (a power of two, at most
 //    32), never INTx; how many vectors to ask ConfigureInterrupts for.
+//  - find_message_indexes(): which interrupt indexes of the IOPCIDevice are the
+//    message-signalled vectors ConfigureInterrupts set up. They do not start
+//    at 0: IOPCIFamily lists the legacy pin interrupt first and appends one
+//    index per MSI/MSI-X vector after it (IOPCIMessagedInterruptController.cpp,
+//    addDeviceInterruptProperties: `*deviceIndex = specifiers->getCount()`;
+//    Apple's PCIDriverKitPEX8733 sample creates its source at index 1), so the
+//    indexes are found by asking IOInterruptDispatchSource::GetInterruptType
+//    for each one (a callable here).
 //  - interrupt_bridge: maps dispatch-source index -> dispatcher vector and turns
 //    one InterruptOccurred into dispatcher.on_interrupt(). `count` > 1 means
 //    several messages coalesced into one callback: the handler drains every
@@ -92,6 +100,46 @@ inline result<interrupt_plan> plan_interrupts(const interrupt_caps& caps, std::u
     return interrupt_plan{interrupt_type::msi, n};
   }
   return status{errc::not_supported, "device has neither MSI-X nor MSI; DriverKit PCI dexts get no INTx"};
+}
+
+// Interrupt type bits GetInterruptType reports for a PCI device
+// (IOPCIFamily IOKit/pci/IOPCIFamilyDefinitions.h: kIOInterruptTypePCIMessaged,
+// kIOInterruptTypePCIMessagedX). An MSI-X vector carries both bits
+// (IOPCIMessagedInterruptController.cpp, msiModeToInterruptType: the MSI bit is
+// kept "for backwards compatibility"); an MSI vector only the first.
+namespace interrupt_type_bits {
+inline constexpr std::uint64_t pci_messaged = 0x00010000;
+inline constexpr std::uint64_t pci_messaged_x = 0x00020000;
+}  // namespace interrupt_type_bits
+
+// Upper bound on the interrupt indexes examined: the legacy pin plus the
+// largest MSI-X table (2048) is far more than a driver asks for; the scan stops
+// at the first index GetInterruptType refuses, so this only bounds a provider
+// that never refuses.
+inline constexpr std::uint32_t max_interrupt_index_scan = 2049;
+
+// type_at(index) -> result<std::uint64_t>: the interrupt type of provider
+// interrupt `index` (GetInterruptType), an error once there is no such index.
+// Fills out[0..n) with the first n indexes whose type is a `want` vector, in
+// index order (vector k of the plan is out[k]), where n = out.size(). Fewer
+// such indexes than asked for is errc::not_supported (the configuration did
+// not take); an index list that never ends is errc::protocol_error.
+template <class TypeAt>
+result<std::uint32_t> find_message_indexes(TypeAt&& type_at, interrupt_type want, std::uint32_t* out,
+                                           std::uint32_t n) noexcept {
+  if (n == 0 || out == nullptr) return status{errc::invalid_argument, "no interrupt indexes asked for"};
+  const std::uint64_t bit =
+      want == interrupt_type::msix ? interrupt_type_bits::pci_messaged_x : interrupt_type_bits::pci_messaged;
+  std::uint32_t found = 0;
+  for (std::uint32_t index = 0; index < max_interrupt_index_scan; ++index) {
+    result<std::uint64_t> t = type_at(index);
+    if (!t) return status{errc::not_supported, "fewer message-signalled interrupt indexes than vectors configured", found};
+    if ((*t & bit) != 0) {
+      out[found++] = index;
+      if (found == n) return found;
+    }
+  }
+  return status{errc::protocol_error, "provider reports an interrupt type for every index scanned"};
 }
 
 struct bridge_counters {

@@ -1,5 +1,6 @@
 // dkq/platform/driverkit/apple/apple.hpp - the Apple-only DriverKit glue.
-// NOT COMPILED ON THE LINUX CI: needs the DriverKit SDK (Xcode, macOS).
+// Built with the DriverKit SDK (Xcode, macOS); on Linux compiled against Apple's
+// published DriverKit declarations by ctest driverkit_sdk_compile.
 #pragma once
 
 #include "dkq/platform/driverkit/apple/dma_allocator.hpp"

@@ -1,7 +1,8 @@
 // dkq/platform/driverkit/apple/dma_allocator.hpp - DMA memory through
 // IOBufferMemoryDescriptor + IODMACommand, as dkq::dma_region.
 //
-// NOT COMPILED ON THE LINUX CI (DriverKit headers; built with Xcode). The
+// Compiled on Linux only against Apple's published DriverKit declarations
+// (ctest driverkit_sdk_compile); built for real with Xcode. The
 // checks on what PrepareForDMA answers and the bookkeeping of live regions
 // are the portable ../dma_book.hpp, unit-tested on Linux.
 //
@@ -10,7 +11,7 @@
 // address_bits (32 for controllers whose control structures must sit below
 // 4 GiB), returned only if the device sees it as one contiguous range. The
 // device address is the segment PrepareForDMA returned: never the CPU address,
-// never a physical address computed by hand (DRIVERKIT.md).
+// never a physical address computed by hand (docs/porting-a-kext.md).
 #pragma once
 
 #include <DriverKit/DriverKit.h>
@@ -67,7 +68,7 @@ class dma_allocator {
     }
     IODMACommandSpecification spec{};
     spec.options = kIODMACommandSpecificationNoOptions;
-    spec.maxAddressBits = static_cast<uint8_t>(address_bits);
+    spec.maxAddressBits = address_bits;  // uint64_t in IODMACommandSpecification (IODMACommand.iig)
     kr = IODMACommand::Create(dev_, kIODMACommandCreateNoOptions, &spec, &o.cmd);
     if (kr != kIOReturnSuccess) {
       release_objects(o);

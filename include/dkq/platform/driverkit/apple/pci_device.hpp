@@ -1,7 +1,8 @@
 // dkq/platform/driverkit/apple/pci_device.hpp - IOPCIDevice glue.
 //
-// NOT COMPILED ON THE LINUX CI: this file includes Apple's DriverKit and
-// PCIDriverKit headers and is built with Xcode and the DriverKit SDK. Every
+// This file includes Apple's DriverKit and PCIDriverKit headers and is built
+// with Xcode and the DriverKit SDK; on Linux it is compiled against Apple's
+// published declarations (ctest driverkit_sdk_compile). Every
 // decision it makes is in the portable half (../bar_table.hpp,
 // ../indexed_window.hpp, ../interrupts.hpp), which is unit-tested on Linux;
 // what is left here is one call per DriverKit API.
@@ -95,7 +96,7 @@ class pci_device {
     owner_ = owner;
     acc_.dev = pci;
     // System turns both bits off when a dext crashes or unloads: set them on
-    // every open (Apple IOPCIDevice overview; DRIVERKIT.md "DMA reads back zeros").
+    // every open (Apple IOPCIDevice overview; docs/porting-a-kext.md "DMA reads back zeros").
     if (status s = enable_bus_master(); !s) {
       close();
       return s;
@@ -135,12 +136,12 @@ class pci_device {
     std::uint16_t cmd = 0;
     dev_->ConfigurationRead16(kIOPCIConfigurationOffsetCommand, &cmd);
     if (cmd == 0xffff) return {errc::removed, "PCI command register reads all ones (device gone)"};
-    cmd = static_cast<std::uint16_t>(cmd | kIOPCICommandBusMaster | kIOPCICommandMemorySpace);
+    cmd = static_cast<std::uint16_t>(cmd | kIOPCICommandBusLead | kIOPCICommandMemorySpace);
     dev_->ConfigurationWrite16(kIOPCIConfigurationOffsetCommand, cmd);
     std::uint16_t back = 0;
     dev_->ConfigurationRead16(kIOPCIConfigurationOffsetCommand, &back);
-    if ((back & (kIOPCICommandBusMaster | kIOPCICommandMemorySpace)) !=
-        (kIOPCICommandBusMaster | kIOPCICommandMemorySpace))
+    if ((back & (kIOPCICommandBusLead | kIOPCICommandMemorySpace)) !=
+        (kIOPCICommandBusLead | kIOPCICommandMemorySpace))
       return {errc::io_error, "Bus Master / Memory Space did not stick in the PCI command register", back};
     return ok_status;
   }

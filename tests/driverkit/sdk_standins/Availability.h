@@ -1,0 +1,3 @@
+/* Stand-in for Apple's <Availability.h> (see README.md): the dext .iig files
+ * include it; nothing in the compiled sources uses its macros. */
+#pragma once

@@ -1,0 +1,19 @@
+/* Stand-in for DriverKit's umbrella <DriverKit/DriverKit.h> (see ../README.md). */
+#pragma once
+#include <DriverKit/IOLib.h>
+#include <DriverKit/IOReturn.h>
+#include <DriverKit/IOTypes.h>
+#include <DriverKit/IOKitKeys.h>
+#include <DriverKit/OSObject.h>
+#include <DriverKit/OSAction.h>
+#include <DriverKit/OSCollections.h>
+#include <DriverKit/IOService.h>
+#include <DriverKit/IODispatchQueue.h>
+#include <DriverKit/IODispatchSource.h>
+#include <DriverKit/IOInterruptDispatchSource.h>
+#include <DriverKit/IOTimerDispatchSource.h>
+#include <DriverKit/IOMemoryDescriptor.h>
+#include <DriverKit/IOBufferMemoryDescriptor.h>
+#include <DriverKit/IOMemoryMap.h>
+#include <DriverKit/IODMACommand.h>
+#include <DriverKit/IOUserClient.h>
