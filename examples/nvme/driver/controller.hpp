@@ -34,6 +34,8 @@
 #include "dkq/base/barrier.hpp"
 #include "dkq/base/mmio.hpp"
 #include "dkq/base/status.hpp"
+#include "dkq/coro/completion.hpp"
+#include "dkq/coro/task.hpp"
 #include "dkq/dma/region.hpp"
 #include "dkq/nvme/commands.hpp"
 #include "dkq/nvme/prp.hpp"
@@ -95,6 +97,72 @@ struct async_event {
 
 template <pci_platform P>
 class controller;
+template <pci_platform P>
+class io_queue;
+
+// ---------------------------------------------------------------------------
+// The awaitable form of an I/O command (dkq/coro): `co_await q.co_read(...)`
+// posts the command (rung at the next flush point, as in the callback form)
+// and resumes the coroutine with its io_completion when the queue's poll()
+// reaps it - or when the timeout, abort or reset path ends it, exactly once.
+// The completion does not go to poll()'s handler; everything else about the
+// command (slots, deadlines, recovery) is the callback form's.
+// ---------------------------------------------------------------------------
+template <pci_platform P>
+class io_op {
+ public:
+  enum class kind : std::uint8_t { read, write, flush, write_zeroes, deallocate };
+
+  io_op() noexcept = default;
+  io_op(io_queue<P>& q, kind k, std::uint32_t nsid, std::uint64_t slba = 0, std::uint32_t blocks = 0,
+        dma_segment data = {}, bool fua = false) noexcept
+      : q_(&q), nsid_(nsid), slba_(slba), blocks_(blocks), data_(data), kind_(k), fua_(fua) {}
+  // Ops are values until they are posted: an in-flight op is never moved or
+  // overwritten (the device would complete into the old place).
+  io_op(io_op&& o) noexcept { take(o); }
+  io_op& operator=(io_op&& o) noexcept {
+    if (DKQ_UNLIKELY(c_.pending())) __builtin_trap();
+    take(o);
+    return *this;
+  }
+  io_op(const io_op&) = delete;
+  io_op& operator=(const io_op&) = delete;
+
+  coro::completion<io_completion>& sink() noexcept { return c_; }
+  inline bool start() noexcept;
+  auto operator co_await() noexcept { return coro::op_awaiter<io_op>{*this}; }
+  bool pending() const noexcept { return c_.pending(); }
+  bool done() const noexcept { return c_.done(); }
+  const io_completion& completion() const noexcept { return c_.value(); }
+
+ private:
+  void take(io_op& o) noexcept {
+    if (DKQ_UNLIKELY(o.c_.pending())) __builtin_trap();
+    q_ = o.q_;
+    nsid_ = o.nsid_;
+    slba_ = o.slba_;
+    blocks_ = o.blocks_;
+    data_ = o.data_;
+    kind_ = o.kind_;
+    fua_ = o.fua_;
+    c_.rearm();
+  }
+  io_queue<P>* q_ = nullptr;
+  std::uint32_t nsid_ = 0;
+  std::uint64_t slba_ = 0;
+  std::uint32_t blocks_ = 0;
+  dma_segment data_{};
+  kind kind_ = kind::read;
+  bool fua_ = false;
+  friend class io_queue<P>;
+  coro::completion<io_completion> c_;
+};
+
+// An admin command's outcome, for the awaitable admin form.
+struct admin_completion {
+  status st{};
+  std::uint32_t dw0 = 0;
+};
 
 // ---------------------------------------------------------------------------
 // One I/O queue pair with its per-command resources.
@@ -151,6 +219,10 @@ class io_queue {
   // Dataset Management / deallocate of one range; the range list lives in the
   // command's own list page, so nothing is allocated here.
   status deallocate(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks, std::uint64_t user) noexcept {
+    return deallocate_impl(nsid, slba, blocks, user, nullptr);
+  }
+  status deallocate_impl(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks, std::uint64_t user,
+                         coro::completion<io_completion>* waiter) noexcept {
     if (!dsm_ok_) return {errc::not_supported, "controller does not support Dataset Management (ONCS bit 2)"};
     if (free_top_ == 0) return {errc::no_space, "all command slots are in use"};
     const std::uint32_t slot = free_slots_[free_top_ - 1];
@@ -158,8 +230,33 @@ class io_queue {
     *r = nvme::cmd::dsm_range{0, blocks, slba};
     auto s = nvme::cmd::deallocate(nsid, 1, slots_[slot].page.device);
     if (!s) return s.error();
-    return post(*s, nullptr, user);
+    return post(*s, nullptr, user, waiter);
   }
+
+  // ---- the same commands as awaitables (io_op; see above) ----------------------
+  io_op<P> co_read(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks, dma_segment data) noexcept {
+    return io_op<P>(*this, io_op<P>::kind::read, nsid, slba, blocks, data);
+  }
+  io_op<P> co_write(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks, dma_segment data,
+                    bool fua = false) noexcept {
+    return io_op<P>(*this, io_op<P>::kind::write, nsid, slba, blocks, data, fua);
+  }
+  io_op<P> co_flush(std::uint32_t nsid) noexcept { return io_op<P>(*this, io_op<P>::kind::flush, nsid); }
+  io_op<P> co_write_zeroes(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks) noexcept {
+    return io_op<P>(*this, io_op<P>::kind::write_zeroes, nsid, slba, blocks);
+  }
+  io_op<P> co_deallocate(std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks) noexcept {
+    return io_op<P>(*this, io_op<P>::kind::deallocate, nsid, slba, blocks);
+  }
+
+  // Coroutine frames for this queue's coroutines: `frames` slots of
+  // `frame_bytes`, allocated once here. A coroutine whose first parameter is
+  // this queue takes its frame from it (dkq/coro/task.hpp); running out is
+  // errc::no_memory from the coroutine, never a crash or a heap allocation.
+  status reserve_frames(std::size_t frames, std::size_t frame_bytes) noexcept {
+    return arena_.init(frames, frame_bytes);
+  }
+  coro::frame_arena& coro_frame_arena() noexcept { return arena_; }
 
   // Write the SQ doorbell now (end of a batch, before waiting).
   bool ring() noexcept { return qp_.flush(); }
@@ -179,8 +276,9 @@ class io_queue {
           done.st = nvme::to_status(nvme::status_field::decode(e.status));
           done.dw0 = e.dw0;
           done.opcode = slots_[c.slot].cmd.opcode;
+          coro::completion<io_completion>* w = slots_[c.slot].waiter;
           free_slot(c.slot);
-          handler(done);
+          deliver(w, done, handler);
         },
         [&](status s, const nvme_cqe&) { on_protocol_error(s); });
     return n;
@@ -203,14 +301,42 @@ class io_queue {
     nvme::sqe cmd;
     dma_region page;  // PRP list / DSM range page, one memory page
     std::uint64_t user;
+    coro::completion<io_completion>* waiter;  // awaitable form: resumed instead of the handler
     std::uint8_t retries;
   };
+
+  // Hand one completion out: to the awaiting coroutine, or to the handler.
+  // The slot is already free (a resumed coroutine may post into it).
+  template <class H>
+  DKQ_ALWAYS_INLINE void deliver(coro::completion<io_completion>* waiter, const io_completion& c, H& handler) noexcept {
+    if (waiter != nullptr) waiter->complete(c);
+    else handler(c);
+  }
+
+  friend class io_op<P>;
+  status post_op(io_op<P>& op) noexcept {
+    using k = typename io_op<P>::kind;
+    coro::completion<io_completion>* w = &op.c_;
+    switch (op.kind_) {
+      case k::read: return rw(nvme::io_opc::read, op.nsid_, op.slba_, op.blocks_, op.data_, 0, false, w);
+      case k::write: return rw(nvme::io_opc::write, op.nsid_, op.slba_, op.blocks_, op.data_, 0, op.fua_, w);
+      case k::flush: return post(nvme::cmd::flush(op.nsid_), nullptr, 0, w);
+      case k::write_zeroes: {
+        if (!write_zeroes_ok_) return {errc::not_supported, "controller does not support Write Zeroes (ONCS bit 3)"};
+        auto s = nvme::cmd::write_zeroes(op.nsid_, op.slba_, op.blocks_);
+        if (!s) return s.error();
+        return post(*s, nullptr, 0, w);
+      }
+      case k::deallocate: return deallocate_impl(op.nsid_, op.slba_, op.blocks_, 0, w);
+    }
+    return {errc::invalid_argument, "unknown io_op kind"};
+  }
 
   std::uint64_t sq_db_mmio() const noexcept { return const_cast<qp_type&>(qp_).sq().doorbell_ref().mmio_writes(); }
   std::uint64_t cq_db_mmio() const noexcept { return const_cast<qp_type&>(qp_).cq().doorbell_ref().mmio_writes(); }
 
   status rw(std::uint8_t opc, std::uint32_t nsid, std::uint64_t slba, std::uint32_t blocks, dma_segment data,
-            std::uint64_t user, bool fua) noexcept {
+            std::uint64_t user, bool fua, coro::completion<io_completion>* waiter = nullptr) noexcept {
     auto s = nvme::cmd::rw(opc, nsid, slba, blocks, fua);
     if (!s) return s.error();
     if (data.len == 0) return {errc::invalid_argument, "read/write without data"};
@@ -223,10 +349,11 @@ class io_queue {
       return {errc::invalid_argument, "buffer length is not blocks x the namespace's LBA size", data.len};
     if (prp_.max_transfer != 0 && data.len > prp_.max_transfer)
       return {errc::constraint, "transfer beyond the controller's MDTS; split it (io_queue::max_transfer)", data.len};
-    return post(*s, &data, user);
+    return post(*s, &data, user, waiter);
   }
 
-  status post(nvme::sqe s, const dma_segment* data, std::uint64_t user) noexcept {
+  status post(nvme::sqe s, const dma_segment* data, std::uint64_t user,
+              coro::completion<io_completion>* waiter = nullptr) noexcept {
     if (DKQ_UNLIKELY(owner_->failed_)) return owner_->failed_status();
     if (DKQ_UNLIKELY(needs_reset_)) return {errc::busy, "queue is waiting for a controller reset"};
     if (DKQ_UNLIKELY(free_top_ == 0)) return {errc::no_space, "all command slots are in use"};
@@ -247,6 +374,7 @@ class io_queue {
     --free_top_;
     si.cmd = s;
     si.user = user;
+    si.waiter = waiter;
     si.retries = 0;
     return ok_status;
   }
@@ -290,8 +418,9 @@ class io_queue {
     std::uint32_t n = 0;
     while (deferred_count_ != 0) {
       const deferred_completion d = deferred_[--deferred_count_];
+      coro::completion<io_completion>* w = slots_[d.slot].waiter;
       free_slot(d.slot);
-      handler(d.c);
+      deliver(w, d.c, handler);
       ++n;
     }
     return n;
@@ -338,6 +467,7 @@ class io_queue {
   ring_policy policy_ = ring_policy::batched;
   std::uint32_t max_unrung_ = 0;
   dma_region sq_mem_{}, cq_mem_{}, pages_{};
+  coro::frame_arena arena_;
   slot_info* slots_ = nullptr;
   std::uint32_t* free_slots_ = nullptr;
   std::uint32_t free_top_ = 0;
@@ -552,6 +682,61 @@ class controller {
     return ok_status;
   }
 
+  // ---- admin commands as awaitables (dkq/coro) ----------------------------------
+  // `co_await ctrl.co_admin(cmd)` posts the command on the admin queue and
+  // resumes with its admin_completion from poll_admin() (which the driver's
+  // loop calls, like an I/O queue's poll). A deadline passing completes it
+  // with errc::timeout (its identifier is retired: a late answer is stale);
+  // a controller reset completes it with an error. Exactly once either way.
+  class admin_op {
+   public:
+    admin_op(controller& c, const nvme::sqe& cmd, std::uint32_t timeout_ms) noexcept
+        : c_(&c), cmd_(cmd), timeout_ms_(timeout_ms) {}
+    admin_op(const admin_op&) = delete;
+    admin_op& operator=(const admin_op&) = delete;
+    coro::completion<admin_completion>& sink() noexcept { return sink_; }
+    bool start() noexcept {
+      sink_.posted();
+      const status s = c_->post_admin(cmd_, &sink_, timeout_ms_);
+      if (DKQ_UNLIKELY(!s.ok())) {
+        sink_.refused(admin_completion{s, 0});
+        return false;
+      }
+      return true;
+    }
+    auto operator co_await() noexcept { return coro::op_awaiter<admin_op>{*this}; }
+
+   private:
+    controller* c_;
+    nvme::sqe cmd_;
+    std::uint32_t timeout_ms_;
+    coro::completion<admin_completion> sink_;
+  };
+  admin_op co_admin(const nvme::sqe& cmd, std::uint32_t timeout_ms = 0) noexcept {
+    return admin_op(*this, cmd, timeout_ms);
+  }
+
+  // Reap the admin queue for awaiting coroutines (and AERs), expire their
+  // deadlines, then resume them - after the admin lock is released, so a
+  // resumed coroutine may use the admin queue again. Returns how many resumed.
+  std::uint32_t poll_admin() noexcept {
+    std::uint32_t n;
+    {
+      spin_guard g(admin_lock_);
+      reap_admin_locked();
+      const std::uint64_t now = plat_->now_ns();
+      (void)admin_.timeout_scan(now, [&](std::uint16_t, admin_ctx& c) {
+        if (c.kind == 3 && c.waiter != nullptr)
+          admin_done_push(c.waiter, {status{errc::timeout, "admin command timed out"}, 0});
+      });
+      n = admin_done_count_;
+      for (std::uint32_t i = 0; i < n; ++i) admin_ready_[i] = admin_done_[i];
+      admin_done_count_ = 0;
+    }
+    for (std::uint32_t i = 0; i < n; ++i) admin_ready_[i].w->complete(admin_ready_[i].r);
+    return n;
+  }
+
   // Read data from Identify into `page` (4 KiB of the setup buffer).
   const std::uint8_t* identify_page() const noexcept { return scratch_.template cpu_at<std::uint8_t>(); }
 
@@ -592,7 +777,7 @@ class controller {
         }
       });
     }
-    (void)admin_.reset([](std::uint16_t, admin_ctx&, bool) {});
+    (void)admin_.reset(admin_reset_waiters({errc::io_error, "admin command ended by a controller reset"}));
     aers_out_ = 0;
     dbbuf_on_ = false;
     status st = disabled.ok() ? recover_locked() : disabled;
@@ -653,9 +838,45 @@ class controller {
   friend class io_queue<P>;
 
   struct admin_ctx {
-    std::uint32_t kind;  // 1: synchronous command, 2: AER
+    std::uint32_t kind;  // 1: synchronous command, 2: AER, 3: awaited by a coroutine
     std::uint32_t seq;
+    coro::completion<admin_completion>* waiter = nullptr;
   };
+  // Awaited admin commands that ended while the admin lock was held; resumed
+  // by poll_admin() once it is released. At most one per admin tag.
+  struct admin_done_entry {
+    coro::completion<admin_completion>* w;
+    admin_completion r;
+  };
+  void admin_done_push(coro::completion<admin_completion>* w, admin_completion r) noexcept {
+    // Bounded by the admin tags (one entry per command), sized at setup.
+    if (DKQ_LIKELY(admin_done_count_ < opt_.admin_entries)) admin_done_[admin_done_count_++] = {w, r};
+  }
+  void reap_admin_locked() noexcept {
+    admin_.process_completions(
+        64,
+        [&](admin_ctx& c, const nvme_cqe& e) {
+          if (c.kind == 2) on_aer(e);
+          else if (c.kind == 3 && c.waiter != nullptr)
+            admin_done_push(c.waiter, {nvme::to_status(nvme::status_field::decode(e.status)), e.dw0});
+        },
+        [&](status, const nvme_cqe&) { ++admin_protocol_errors_; });
+  }
+  status post_admin(const nvme::sqe& cmd, coro::completion<admin_completion>* w, std::uint32_t timeout_ms) noexcept {
+    spin_guard g(admin_lock_);
+    if (failed_) return failed_status();
+    const std::uint32_t ms = timeout_ms ? timeout_ms : opt_.admin_timeout_ms;
+    const std::uint64_t deadline = plat_->now_ns() + std::uint64_t{ms} * 1000000u;
+    auto cid = admin_.submit(&cmd, admin_ctx{3, 0, w}, deadline);
+    if (!cid) return cid.error();
+    return ok_status;
+  }
+  // The admin queue is being reset: awaited commands end with `why`.
+  auto admin_reset_waiters(status why) noexcept {
+    return [this, why](std::uint16_t, admin_ctx& c, bool) {
+      if (c.kind == 3 && c.waiter != nullptr) admin_done_push(c.waiter, {why, 0});
+    };
+  }
   using admin_qp = queue_pair<nvme_queue_layout, nvme_doorbell, nvme_doorbell, admin_ctx>;
 
   // Spinlock for the shared admin queue (an atomic flag: the core has no mutex).
@@ -681,6 +902,12 @@ class controller {
   }
 
   status alloc_setup_memory() noexcept {
+    delete[] admin_done_;
+    delete[] admin_ready_;
+    admin_done_count_ = 0;
+    admin_done_ = new (std::nothrow) admin_done_entry[opt_.admin_entries];
+    admin_ready_ = new (std::nothrow) admin_done_entry[opt_.admin_entries];
+    if (admin_done_ == nullptr || admin_ready_ == nullptr) return {errc::no_memory, "admin bookkeeping allocation failed"};
     auto a = plat_->dma_alloc(std::size_t{opt_.admin_entries} * 64);
     if (!a) return a.error();
     asq_ = *a;
@@ -795,7 +1022,7 @@ class controller {
       });
       q->needs_reset_ = true;  // nothing is posted until a reset succeeds
     }
-    (void)admin_.reset([](std::uint16_t, admin_ctx&, bool) {});
+    (void)admin_.reset(admin_reset_waiters(err));
     aers_out_ = 0;
     dbbuf_on_ = false;
     ready_ = false;
@@ -817,6 +1044,11 @@ class controller {
           [&](admin_ctx& c, const nvme_cqe& e) {
             if (c.kind == 2) {
               on_aer(e);
+              return;
+            }
+            if (c.kind == 3) {  // a coroutine's command met here: resumed by poll_admin()
+              if (c.waiter != nullptr)
+                admin_done_push(c.waiter, {nvme::to_status(nvme::status_field::decode(e.status)), e.dw0});
               return;
             }
             if (c.seq == seq) {
@@ -1030,6 +1262,9 @@ class controller {
   }
 
   void release() noexcept {
+    delete[] admin_done_;
+    delete[] admin_ready_;
+    admin_done_ = admin_ready_ = nullptr;
     if (plat_ == nullptr) return;
     for (dma_region* r : {&asq_, &acq_, &scratch_, &dbbuf_})
       if (r->valid()) {
@@ -1054,6 +1289,9 @@ class controller {
   admin_qp admin_;
   std::atomic_flag admin_lock_{};  // C++20: value-initialised clear
   std::uint32_t admin_seq_ = 0;
+  admin_done_entry* admin_done_ = nullptr;   // opt_.admin_entries each, allocated at setup
+  admin_done_entry* admin_ready_ = nullptr;
+  std::uint32_t admin_done_count_ = 0;
   std::uint64_t admin_mmio_base_ = 0;
   std::uint64_t admin_protocol_errors_ = 0;
   std::uint32_t aers_out_ = 0;
@@ -1071,6 +1309,25 @@ class controller {
   bool failed_ = false;
   errc failed_cause_ = errc::ok;
 };
+
+template <pci_platform P>
+inline bool io_op<P>::start() noexcept {
+  if (DKQ_UNLIKELY(q_ == nullptr)) {
+    io_completion e;
+    e.st = status{errc::not_initialized, "io_op without a queue"};
+    c_.refused(e);
+    return false;
+  }
+  c_.posted();  // before posting: the queue may deliver a recovery completion later, never now
+  const status s = q_->post_op(*this);
+  if (DKQ_UNLIKELY(!s.ok())) {
+    io_completion e;
+    e.st = s;
+    c_.refused(e);
+    return false;
+  }
+  return true;
+}
 
 // ---- io_queue members that need the controller ---------------------------------
 
@@ -1098,8 +1355,9 @@ std::uint32_t io_queue<P>::check_timeouts(H&& handler) noexcept {
         done.user = ctx->user;
         done.opcode = slots_[ctx->slot].cmd.opcode;
         done.st = status{errc::timeout, "command timed out and was aborted"};
+        coro::completion<io_completion>* w = slots_[ctx->slot].waiter;
         free_slot(ctx->slot);
-        handler(done);
+        deliver(w, done, handler);
       }
     } else {
       // The controller neither completed nor aborted it: only a reset frees
