@@ -37,6 +37,8 @@
 #include "../../common/format.hpp"
 #include "../../common/pattern.hpp"
 #include "../driver/controller.hpp"
+#include "dkq/coro/completion.hpp"
+#include "dkq/coro/task.hpp"
 #include "dkq/dispatch/dispatcher.hpp"
 #include "vfio_platform.hpp"
 
@@ -48,6 +50,8 @@ using dkq::errc;
 using dkq::status;
 using ctrl_t = drv::controller<dkq::nvme_linux::vfio_platform>;
 using queue_t = drv::io_queue<dkq::nvme_linux::vfio_platform>;
+using io_op_t = drv::io_op<dkq::nvme_linux::vfio_platform>;
+namespace coro = dkq::coro;
 
 namespace {
 
@@ -629,6 +633,121 @@ int cmd_reset(session& s, const args& a) {
   return once == count && bad == 0 && filled ? 0 : 1;
 }
 
+// ---- verify, written as coroutines over the awaitable form --------------------------
+//
+// The I/O reads top to bottom like the protocol: write the range, Flush, read
+// it back, re-read what failed. Completions resume the coroutine from the
+// queue's poll(); the timeout -> abort -> reset path stays in the loop that
+// drives it (run_on_queue), exactly as for the callback form.
+
+using range_list = std::vector<std::pair<std::uint64_t, std::uint64_t>>;
+constexpr std::uint32_t co_window_max = 64;  // commands in flight per transfer (the frame holds them)
+
+// `blocks` blocks from `lba`, MDTS-sized commands, up to `qd` in flight,
+// awaited oldest first. Ranges that fail go to *failed when given (the
+// transfer goes on); without it the first error ends the transfer.
+coro::task<status> co_transfer(queue_t& q, const drv::namespace_info& n, bool write, std::uint64_t lba,
+                               std::uint64_t blocks, dma_region buf, std::uint32_t qd, std::uint64_t* commands,
+                               range_list* failed) {
+  const std::uint64_t per_cmd = std::min<std::uint64_t>(q.max_transfer() / n.block_size, 65536);
+  const std::uint32_t window = std::min(qd, co_window_max);
+  io_op_t ops[co_window_max];
+  std::uint64_t off[co_window_max] = {}, len[co_window_max] = {};
+  status first = dkq::ok_status;
+  std::uint64_t next = 0;
+  std::uint32_t k = 0;
+  for (std::uint32_t round = 0;; ++round) {
+    io_op_t& op = ops[k];
+    if (op.pending() || op.done()) {  // the oldest command in the window: its answer first
+      const drv::io_completion c = co_await op;
+      if (!c.st.ok()) {
+        if (first.ok()) first = c.st;
+        std::fprintf(stderr, "dkq-nvme: %s of %" PRIu64 " blocks at LBA %" PRIu64 " of ns %u failed: %s [%s]\n",
+                     write ? "write" : "read", len[k], lba + off[k], n.nsid, c.st.message(), dkq::errc_name(c.st.code()));
+        if (failed != nullptr) failed->push_back({off[k], len[k]});
+      }
+      op = io_op_t();
+    }
+    const bool issue = next < blocks && (first.ok() || failed != nullptr);
+    if (issue) {
+      const std::uint64_t nb = std::min(per_cmd, blocks - next);
+      const dma_segment seg{buf.device + next * n.block_size, nb * n.block_size};
+      const auto nlb = static_cast<std::uint32_t>(nb);
+      op = write ? q.co_write(n.nsid, lba + next, nlb, seg) : q.co_read(n.nsid, lba + next, nlb, seg);
+      off[k] = next;
+      len[k] = nb;
+      (void)op.start();  // a refusal is the op's completion, seen when it comes round
+      ++*commands;
+      next += nb;
+    }
+    k = (k + 1) % window;
+    if (!issue) {
+      bool busy = false;
+      for (std::uint32_t i = 0; i < window; ++i) busy |= ops[i].pending() || ops[i].done();
+      if (!busy) break;
+    }
+  }
+  co_return first;
+}
+
+coro::task<status> co_verify(queue_t& q, const drv::namespace_info& n, std::uint64_t lba, std::uint64_t blocks,
+                             dma_region wbuf, dma_region rbuf, std::uint32_t qd, bool reread, std::uint64_t* wcmds,
+                             std::uint64_t* rcmds, range_list* failed) {
+  status st = co_await co_transfer(q, n, true, lba, blocks, wbuf, qd, wcmds, nullptr);
+  if (!st.ok()) co_return st;
+  const drv::io_completion f = co_await q.co_flush(n.nsid);
+  if (!f.st.ok()) co_return f.st;
+  ++g_flushes;
+  st = co_await co_transfer(q, n, false, lba, blocks, rbuf, qd, rcmds, reread ? failed : nullptr);
+  if (st.ok() || !reread || failed->empty()) co_return st;
+  // The device reported an error for some commands and completed the rest;
+  // the same queue, same controller, no reset: read the failed ranges again.
+  std::fprintf(stderr, "dkq-nvme: verify: %zu read command(s) failed with \"%s\"; re-reading them on the same queue\n",
+               failed->size(), st.message());
+  for (auto [o, nb] : *failed) {
+    const dma_region part{rbuf.cpu_at(o * n.block_size), rbuf.device + o * n.block_size, nb * n.block_size};
+    std::uint64_t again_cmds = 0;
+    const status again = co_await co_transfer(q, n, false, lba + o, nb, part, qd, &again_cmds, nullptr);
+    if (!again.ok()) co_return again;
+  }
+  std::printf("read error reported (%s) and recovered: re-read of %zu range(s) succeeded\n", st.message(),
+              failed->size());
+  co_return dkq::ok_status;
+}
+
+// Turns the completion path until `t` is done: ring, reap (coroutines
+// resume inside poll), and when the queue is quiet wait, run the timeout
+// scan and reset the controller when a command neither completed nor
+// aborted or the device broke the protocol (at most 4 resets).
+status run_on_queue(session& s, queue_t& q, coro::task<status>& t) {
+  if (!t.valid()) return t.value();
+  const std::uint32_t resets_at_start = s.ctrl->resets();
+  auto stray = [](const drv::io_completion& c) {
+    std::fprintf(stderr, "dkq-nvme: completion for a callback-form command (user %" PRIu64 ") ignored\n", c.user);
+  };
+  t.start();
+  while (!t.done() && !g_stop) {
+    q.ring();
+    if (q.poll(256, stray) != 0) continue;
+    wait_for(s, q, 10);
+    q.check_timeouts(stray);
+    s.ctrl->poll_admin();
+    const status h = s.ctrl->health();
+    if (h.code() == errc::removed) return h;
+    if (q.needs_reset() || !h.ok()) {
+      if (s.ctrl->resets() - resets_at_start >= 4)
+        return {errc::device_error, "controller needed too many resets; giving up", s.ctrl->resets() - resets_at_start};
+      std::fprintf(stderr, "dkq-nvme: %s; resetting the controller\n",
+                   !h.ok() ? h.message() : q.protocol_errors() ? q.last_protocol_error() : "a command did not complete after an abort");
+      const status r = s.ctrl->reset_and_recover();
+      q.poll(q.depth(), stray);  // what the reset ended resumes its coroutine here
+      if (!r.ok()) return r;
+    }
+  }
+  if (!t.done()) return {errc::timeout, "interrupted by a signal"};
+  return t.value();
+}
+
 int cmd_verify(session& s, const args& a) {
   const drv::namespace_info* n = pick_ns(s, a.ns);
   if (!n) return 1;
@@ -639,33 +758,18 @@ int cmd_verify(session& s, const args& a) {
   if (!check_range(*n, a.lba, a.blocks)) return 1;
   if (add_queues(s, 1, std::min<std::uint32_t>(a.qd + 1, 256), false, true)) return 1;
   queue_t& q = *s.queues[0];
+  // Frames for verify's coroutines: co_verify and one co_transfer at a time.
+  if (status st = q.reserve_frames(4, 16384); !st.ok()) return fail("verify: coroutine frames", st);
   const std::uint64_t bytes = a.blocks * n->block_size;
   dma_buf wb, rb;
   if (alloc_buf(s, wb, bytes) || alloc_buf(s, rb, bytes)) return 1;
   fill_pattern(wb.r.cpu_at<std::uint8_t>(), a.lba * n->block_size, bytes, a.seed);
   std::memset(rb.r.cpu, 0xa5, bytes);
   std::uint64_t wcmds = 0, rcmds = 0;
-  status st = transfer(s, q, *n, true, a.lba, a.blocks, wb.r, a.qd, &wcmds);
-  if (!st.ok()) return fail("verify: write failed", st);
-  st = simple_cmd(s, q, "flush", q.flush(n->nsid, 0));
-  if (!st.ok()) return fail("verify: flush failed", st);
-  ++g_flushes;
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> failed;
-  st = transfer(s, q, *n, false, a.lba, a.blocks, rb.r, a.qd, &rcmds, a.reread ? &failed : nullptr);
-  if (!st.ok() && !(a.reread && !failed.empty())) return fail("verify: read failed", st);
-  if (!st.ok()) {
-    // The device reported an error for some commands and completed the rest;
-    // the same queue, same controller, no reset: read the failed ranges again.
-    std::fprintf(stderr, "dkq-nvme: verify: %zu read command(s) failed with \"%s\"; re-reading them on the same queue\n",
-                 failed.size(), st.message());
-    for (auto [off, nb] : failed) {
-      dkq::dma_region part{rb.r.cpu_at(off * n->block_size), rb.r.device + off * n->block_size, nb * n->block_size};
-      status again = transfer(s, q, *n, false, a.lba + off, nb, part, a.qd);
-      if (!again.ok()) return fail("verify: re-read after the I/O error failed too", again);
-    }
-    std::printf("read error reported (%s) and recovered: re-read of %zu range(s) succeeded\n", st.message(),
-                failed.size());
-  }
+  range_list failed;
+  auto t = co_verify(q, *n, a.lba, a.blocks, wb.r, rb.r, a.qd, a.reread, &wcmds, &rcmds, &failed);
+  const status st = run_on_queue(s, q, t);
+  if (!st.ok()) return fail("verify failed", st);
   const auto* w = wb.r.cpu_at<std::uint8_t>();
   const auto* r = rb.r.cpu_at<std::uint8_t>();
   if (std::memcmp(w, r, bytes) != 0) {
@@ -678,7 +782,9 @@ int cmd_verify(session& s, const args& a) {
   std::printf("verify ok: %" PRIu64 " blocks x %u bytes at LBA %" PRIu64 " of ns %u (", a.blocks, n->block_size, a.lba,
               n->nsid);
   print_size(bytes);
-  std::printf(") written in %" PRIu64 " commands, flushed, read back in %" PRIu64 " commands, equal\n", wcmds, rcmds);
+  std::printf(") written in %" PRIu64 " commands, flushed, read back in %" PRIu64
+              " commands, equal (coroutines: %zu frames at most)\n",
+              wcmds, rcmds, q.coro_frame_arena().high_water());
   return 0;
 }
 

@@ -160,6 +160,12 @@ def main():
         r.check(sh["cq_eventidx"] != 0 or sh["cq_head"] in (0, 32), f"controller never wrote the CQ EventIdx: {sh}")
         r.check(not res["perf_shadow_strict"]["reset_needed"], "strict shadow doorbells needed a reset (stall)")
 
+    # ---- verify is written as coroutines (dkq/coro): every verify run says so
+    for label in ("verify_ns1", "verify_ns2", "fault_verify"):
+        pr = r.program(label)
+        if r.check(pr is not None, f"{label}: no output"):
+            r.check("coroutines:" in pr.output, f"{label}: verify did not run on the coroutine path")
+
     # ---- fault case ---------------------------------------------------------------------
     fv = r.program("fault_verify")
     if fv:
