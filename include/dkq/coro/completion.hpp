@@ -35,6 +35,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <span>
 #include <tuple>
 #include <type_traits>
@@ -50,6 +51,9 @@ class join_group;
 // Where one operation's result lands, and who is waiting for it.
 template <class R>
 class completion {
+  static_assert(std::is_trivially_copyable_v<R> && std::is_trivially_destructible_v<R>,
+                "a completion's result is a plain value (it is written on the completion path)");
+
  public:
   enum class state : std::uint8_t { idle, pending, done };
 
@@ -63,13 +67,14 @@ class completion {
   bool idle() const noexcept { return state_ == state::idle; }
   bool pending() const noexcept { return state_ == state::pending; }
   bool done() const noexcept { return state_ == state::done; }
-  const R& value() const noexcept { return value_; }
-  R& value() noexcept { return value_; }
+  // The result; meaningful once done().
+  const R& value() const noexcept { return *std::launder(reinterpret_cast<const R*>(storage_)); }
+  R& value() noexcept { return *std::launder(reinterpret_cast<R*>(storage_)); }
 
   // For the operation: posted, now in flight / refused at once.
   void posted() noexcept { state_ = state::pending; }
   void refused(const R& r) noexcept {
-    value_ = r;
+    ::new (static_cast<void*>(storage_)) R(r);
     state_ = state::done;
   }
   // Back to idle after its result was taken, to post the operation again.
@@ -95,10 +100,19 @@ class completion {
   }
 
   // The completion path: store, then resume the waiter (or tell the group).
+  // complete_with builds the result in place from its parts.
   inline void complete(const R& r) noexcept;
+  template <class... A>
+  DKQ_ALWAYS_INLINE void complete_with(A&&... parts) noexcept {
+    ::new (static_cast<void*>(storage_)) R{static_cast<A&&>(parts)...};
+    finish();
+  }
 
  private:
-  R value_{};
+  inline void finish() noexcept;
+  // Not initialised until the operation ends: a command's sink is built
+  // for every command, and zeroing its result each time is wasted stores.
+  alignas(R) unsigned char storage_[sizeof(R)];
   std::coroutine_handle<> waiter_{};
   join_group* group_ = nullptr;
   std::uint32_t index_ = 0;
@@ -136,7 +150,12 @@ class join_group {
 
 template <class R>
 inline void completion<R>::complete(const R& r) noexcept {
-  value_ = r;
+  ::new (static_cast<void*>(storage_)) R(r);
+  finish();
+}
+
+template <class R>
+inline void completion<R>::finish() noexcept {
   state_ = state::done;
   if (group_ != nullptr) {
     join_group* g = group_;

@@ -65,7 +65,7 @@ DKQ_ALWAYS_INLINE std::uint32_t resume_completions(QP& qp, std::uint32_t budget,
                                                    std::uint64_t* protocol_errors = nullptr) noexcept {
   using cqe_type = typename QP::cqe_type;
   return qp.process_completions(
-      budget, [](completion<queue_completion<cqe_type>>*& c, const cqe_type& e) { c->complete({ok_status, e}); },
+      budget, [](completion<queue_completion<cqe_type>>*& c, const cqe_type& e) { c->complete_with(ok_status, e); },
       [&](status, const cqe_type&) {
         if (protocol_errors != nullptr) ++*protocol_errors;
       });
