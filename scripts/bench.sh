@@ -117,6 +117,8 @@ $runner "$build/bench/queue/queue_bench" --benchmark_repetitions=3 \
 # was last measured; scripts/nvme_perf_report.py regenerates bench/nvme/REPORT.md.
 append=()
 [ -f "$root/bench/nvme/REPORT.md" ] && append=(--append "$root/bench/nvme/REPORT.md")
+# Coroutine vs callback on the device queue, as bench/queue/coro.sh last measured it.
+[ -f "$root/bench/queue/CORO.md" ] && append+=(--append "$root/bench/queue/CORO.md")
 "$py" "$root/scripts/bench_report.py" "$run_json" "$dma_json" "$queue_json" \
   --out "$root/docs/benchmarks.md" --chart "$root/docs/bench-rings.png" \
   --notes "$root/bench/rings/NOTES.md" --summary "${append[@]}"
