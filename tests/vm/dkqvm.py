@@ -33,7 +33,8 @@ import time
 QEMU = os.environ.get("DKQ_VM_QEMU", "qemu-system-x86_64")
 # qboot, not SeaBIOS: SeaBIOS has NVMe and MegaRAID boot drivers that drive the
 # controllers before Linux starts (about 260 admin doorbell writes on an NVMe
-# controller), which would pollute every device-side count (VM-NOTES.md).
+# controller, counted in our traces), which would pollute every device-side
+# count (SeaBIOS src/hw/nvme.c, src/hw/megasas.c; docs/vm-tests.md).
 QBOOT = os.environ.get("DKQ_VM_BIOS", "/usr/share/qemu/qboot.rom")
 BUSYBOX_CANDIDATES = ["/bin/busybox", "/usr/bin/busybox"]
 APT_HINT = ("sudo apt-get install qemu-system-x86 qemu-system-data busybox-static "
@@ -42,7 +43,8 @@ APT_HINT = ("sudo apt-get install qemu-system-x86 qemu-system-data busybox-stati
 # Modules the guest needs for VFIO, in load order (Debian's package has no
 # modules.dep; the order follows each module's depends=).
 VFIO_MODULES = ["irqbypass", "vfio", "vfio_iommu_type1", "vfio_virqfd", "vfio-pci-core", "vfio-pci"]
-# Linux's own drivers, for interoperability scenarios (load order checked in VM-NOTES.md).
+# Linux's own drivers, for interoperability scenarios, in the order each module's
+# depends= gives (checked: both drivers bind and read data back; docs/vm-tests.md).
 NVME_MODULES = ["crct10dif_common", "crct10dif_generic", "crc-t10dif", "crc64", "crc64_rocksoft_generic",
                 "crc64-rocksoft", "t10-pi", "nvme-core", "nvme"]
 MEGARAID_MODULES = ["scsi_common", "scsi_mod", "sd_mod", "megaraid_sas"]

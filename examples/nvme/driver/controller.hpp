@@ -49,23 +49,15 @@
 
 namespace dkq::nvme_driver {
 
-// Shadow doorbells: QEMU 7.2 (Debian bookworm's, the one our VM tests run)
-// stalled Linux's own driver at QD32 with them on (VM-NOTES.md: io_uring, 4
-// of 5 runs). What we checked (docs/nvme.md has the details): the known QEMU
-// bug of that era - the controller never writing the CQ EventIdx, so a host
-// honouring it skips CQ head doorbells ("hw/nvme: fix missing cq eventidx
-// update") - is backported in this 7.2 stable build (we read the CQ EventIdx
-// word move after runs); Linux's driver with AIO (3 x 10 s) and ours with both
-// doorbells through EventIdx (--shadow strict, 4 x 5 s) did not stall. The
-// stall is therefore not explained, and with doorbell batching shadow
-// doorbells save nothing at QD32 (QEMU has drained the queue whenever we
-// ring). So: `automatic` turns them off on QEMU's NVMe (1b36:0010) and on
+// Shadow doorbells: off by default on QEMU's NVMe (1b36:0010), because Linux's
+// own driver stalled with them on QEMU 7.2 in our runs (cause not found) and,
+// with doorbell batching, they save nothing at QD32; docs/nvme.md ("Shadow
+// doorbells and QEMU 7.2") has the investigation. `automatic`: off on QEMU, on
 // elsewhere when OACS says so; `on` forces them and, on QEMU, still writes the
-// CQ head register every time (shadow word kept current first:
-// db_mode::shadow_always), the conservative choice for a CQ-side defect;
-// options::qemu_cq_head_register = false ("--shadow strict") sends the CQ
-// head through EventIdx too. A lost doorbell of any cause still ends in the
-// timeout -> abort -> reset path, never in a hang.
+// CQ head register every time (db_mode::shadow_always);
+// options::qemu_cq_head_register = false ("--shadow strict") sends the CQ head
+// through EventIdx too. A lost doorbell still ends in timeout -> abort ->
+// reset, never in a hang.
 enum class shadow_mode : std::uint8_t { automatic, on, off };
 
 struct options {

@@ -1,7 +1,7 @@
 // examples/nvme/driver/identify.hpp - Identify Controller / Namespace data as
 // plain values, parsed from the 4 KiB pages with bounds the spec gives.
 //
-// The device can lie (DESIGN.md): a namespace whose FLBAS names a format
+// The device can lie (docs/device-faults.md): a namespace whose FLBAS names a format
 // beyond NLBAF, an LBA data size below 512 bytes or above what one memory
 // page list can carry, a size of zero. Such a namespace is reported with
 // usable = false and a reason, never used for I/O.

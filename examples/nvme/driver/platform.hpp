@@ -7,7 +7,7 @@
 //
 //   map_bar(n)            the register window of memory BAR *number* n; the
 //                         platform resolves BAR number -> its own index
-//                         (DriverKit's memory index differs, DRIVERKIT.md)
+//                         (DriverKit's memory index differs: IOPCIDevice::GetBARInfo, docs/driverkit.md)
 //   config_read32(off)    PCI configuration space (vendor/device id)
 //   enable_bus_master()   without it every DMA reads zeros
 //   dma_alloc(n)/dma_free zeroed DMA memory with cpu pointer + device address

@@ -9,8 +9,8 @@
 // rings), both as raw system calls so the static binary needs neither libaio
 // nor liburing: the same block size and queue depth as dkq-nvme perf, through
 // Linux's own nvme driver, in the same guest. io_uring is the configuration in
-// which VM-NOTES.md saw Linux's driver stall on QEMU 7.2 with shadow
-// doorbells; both engines report the longest gap between completions.
+// which Linux's driver stalled on QEMU 7.2 with shadow doorbells in our first
+// runs (docs/nvme.md); both engines report the longest gap between completions.
 // verify: reads a range and compares it with the pattern dkq-nvme wrote (same
 // generator as dkq_nvme.cpp).
 #include <fcntl.h>
@@ -304,7 +304,7 @@ int main(int argc, char** argv) {
   };
   const double iops = static_cast<double>(done) / el;
   // A stall is a second or more with no completion at all: Linux's driver
-  // against QEMU 7.2 with shadow doorbells (VM-NOTES.md).
+  // against QEMU 7.2 with shadow doorbells (docs/nvme.md).
   const bool stalled = longest_gap >= 1000000000ull;
   if (json)
     std::printf("{\"device\":\"%s\",\"engine\":\"%s\",\"bs\":%" PRIu64 ",\"qd\":%" PRIu64 ",\"seconds\":%.3f,\"ios\":%" PRIu64

@@ -53,7 +53,9 @@ namespace dkq {
 //  - Apple arm64 cores have 128-byte lines (hw.cachelinesize = 128);
 //  - the standard constant is a compile-time guess that GCC warns may differ
 //    between translation units (-Winterference-size) and is 64 on x86-64.
-// See research/ring-anchors.md section 10 and "design techniques" item 5.
+// Sources: crossbeam-utils `CachePadded` (src/cache_padded.rs), DPDK
+// `RTE_CACHE_GUARD` in struct rte_ring (lib/ring/rte_ring_core.h), Apple's
+// `sysctl hw.cachelinesize`, GCC's -Winterference-size; docs/architecture.md.
 inline constexpr std::size_t cache_line = 128;
 
 // The smallest page the IOMMU and NVMe's CC.MPS minimum agree on.

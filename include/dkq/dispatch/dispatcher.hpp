@@ -11,8 +11,8 @@
 // On an interrupt every bound queue is drained until it is empty, each pass
 // bounded by the per-call budget so one busy queue cannot starve the others
 // sharing the vector, and each queue writes its head doorbell once per pass
-// (research/ring-anchors.md 11: drain the whole CQ per notification, publish
-// the consumer index once per drain). `count` only feeds the statistics: MSI-X
+// (as Linux nvme-pci's nvme_irq -> nvme_poll_cq does: drain the whole CQ per
+// notification, one CQ head doorbell at the end). `count` only feeds the statistics: MSI-X
 // messages coalesce, so k notifications may stand for any number of entries
 // and the queue contents, not the count, say what to do.
 //
@@ -24,7 +24,8 @@
 //              poll and arming would otherwise wait for the next interrupt),
 //              then wait, disarm and drain. Wake-up from a blocked wait costs
 //              1-3 us against ~150 ns for a queue round trip, hence polling
-//              first (ring-anchors 11; Linux hybrid polling, SPDK).
+//              first (wake-up figures from the atomic_queue README; Linux
+//              hybrid polling, SPDK).
 // Flushing before any wait is the "before the caller waits" flush point of
 // the batched doorbell policy: a deferred SQ doorbell with no one left to ring
 // it is a hang (SPDK refuses delay_cmd_submit with interrupts for that reason).

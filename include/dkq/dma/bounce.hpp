@@ -1,8 +1,9 @@
 // dkq/dma/bounce.hpp - bounce buffers for data a device cannot address.
 //
-// A 32-bit HBA cannot reach a buffer above 4 GiB (DESIGN.md: "data beyond them
-// goes through bounce buffers"; MegaRAID MFI and pre-Ventura Fusion parts are
-// 32-bit for some or all DMA, research/scsi-driverkit-anchors.md 2.1). The
+// A 32-bit HBA cannot reach a buffer above 4 GiB, so data beyond the
+// addressable bits goes through bounce buffers (docs/dma.md). MegaRAID MFI and
+// pre-Ventura Fusion parts are 32-bit for some or all DMA (Linux
+// drivers/scsi/megaraid/megaraid_sas_base.c, megasas_set_dma_mask). The
 // transfer is staged in chunks of memory the device can reach:
 //
 //   write (to_device):   copy host -> chunks in map(), before the command is

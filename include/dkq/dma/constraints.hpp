@@ -7,8 +7,8 @@
 // window on some HBAs), and how long a whole transfer may be. DriverKit asks a
 // SCSI dext for the same list (UserReportHBAConstraints: kIOMaximumSegmentCount*,
 // kIOMaximumSegmentByteCount*, kIOMinimumSegmentAlignmentByteCountKey,
-// kIOMaximumSegmentAddressableBitCountKey; research/scsi-driverkit-anchors.md
-// 3.4) and then hands the task one long segment (fBufferIOVMAddr) that the
+// kIOMaximumSegmentAddressableBitCountKey; Apple's documentation of
+// IOUserSCSIParallelInterfaceController::UserReportHBAConstraints) and then hands the task one long segment (fBufferIOVMAddr) that the
 // driver must split itself.
 //
 // split_segments() turns a list of device ranges (or that one long segment)

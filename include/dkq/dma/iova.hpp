@@ -4,7 +4,8 @@
 // (VFIO_IOMMU_MAP_DMA takes an iova); something must hand out non-overlapping
 // ranges that honour the device's limits and take them back when a long-running
 // process unmaps. libvfn does this with a fixed IOVA range list
-// (research/nvme-anchors.md 1.2); here:
+// (SamsungDS/libvfn src/iommu/context.c and vfio.c: usable ranges from
+// VFIO_IOMMU_GET_INFO, reused best-fit); here:
 //
 //  - the space is [base, base+size), handed out in multiples of `granule`
 //    (the IOMMU page, 4 KiB by default);

@@ -2,7 +2,7 @@
 //
 // A device is programmed with device (bus/IO-virtual) addresses only. Putting a
 // CPU pointer into a PRP entry or an SGL is the classic "DMA reads back zeros"
-// bug (DRIVERKIT.md), so device addresses have their own type that does not
+// bug (docs/porting-a-kext.md, "DMA reads back zeros"), so device addresses have their own type that does not
 // convert to or from integers or pointers implicitly.
 #pragma once
 

@@ -20,7 +20,8 @@
 //
 // Buffers the rules cannot describe (a segment that starts mid-page after the
 // first, or ends mid-page before the last) are what Linux calls "page gaps"
-// and forces onto SGLs (research/nvme-anchors.md 4.6); prp_check() reports them
+// and forces onto SGLs (drivers/nvme/host/pci.c, nvme_pci_use_sgls);
+// prp_check() reports them
 // and nvme/sgl.hpp's policy picks SGLs for them.
 //
 // The builders write only into caller memory (list pages from a dma_pool) and

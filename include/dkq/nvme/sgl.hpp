@@ -20,7 +20,8 @@
 //    address and length to be dword aligned (low two bits zero).
 //  - Admin commands over PCIe use PRPs (PSDT shall be 00b for Admin commands).
 //
-// The choice policy follows Linux nvme-pci (research/nvme-anchors.md 4.5/4.6):
+// The choice policy follows Linux nvme-pci (drivers/nvme/host/pci.c,
+// nvme_pci_use_sgls and the sgl_threshold module parameter):
 // SGLs only on I/O queues of SGL-capable controllers; forced when PRPs cannot
 // describe the buffer (page gaps) or for user passthrough (the device then
 // validates lengths); otherwise only when the average segment is at least

@@ -7,7 +7,8 @@
 //                               every lap, so the host finds new entries by
 //                               reading memory it already caches and never
 //                               reads a device register on the hot path
-//                               (research/ring-anchors.md 9.1).
+//                               (NVMe base spec, CQE Phase Tag; SPDK
+//                               doc/nvme_spec.md).
 //   index_reply_queue<E, Db>    MegaRAID MFI reply queue (and pvscsi-style
 //                               rings): entries are context words, the device
 //                               publishes a producer index in host memory, the
@@ -16,7 +17,8 @@
 // Both drain with reap(budget, handler): hand up to `budget` entries to the
 // handler, then write the head (consumer) doorbell once for the whole batch -
 // one MMIO per batch instead of one per completion is most of the difference
-// between ~2 M and ~10 M IOPS per core (SPDK 2019, ring-anchors 9.2).
+// between ~2 M and ~10 M IOPS per core (SPDK blog, May 2019,
+// spdk.io/news/2019/05/06/nvme).
 //
 // Entry layout is a parameter (Layout): how to read the phase tag, and nothing
 // else is needed here. nvme_cq_layout below knows the four NVMe CQE fields the
@@ -87,7 +89,8 @@ class phase_cq {
 
   // Zeroes the queue memory: the device writes phase 1 on its first lap, so
   // every slot must start at phase 0 (Linux and SPDK store the expected phase,
-  // starting at 1, and require zeroed entries: research/nvme-anchors.md 7.2).
+  // starting at 1, and require zeroed entries: Linux nvme-pci cq_phase /
+  // nvme_cqe_pending, SPDK nvme_pcie_qpair_reset).
   status init(dma_region memory, std::uint32_t entries, Db db) noexcept {
     if (!memory.valid()) return {errc::invalid_argument, "completion queue memory is empty"};
     if (entries < device_queue_min_entries || entries > device_queue_max_entries)

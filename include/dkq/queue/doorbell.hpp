@@ -86,7 +86,8 @@ class host_word_doorbell {
 //     (u16)(new - event_idx - 1) < (u16)(new - old)
 //
 // SPDK and libvfn use (u16)(new - event_idx) <= (u16)(new - old), which also
-// writes when event_idx == new (research/nvme-anchors.md 7.1). EventIdx is the
+// writes when event_idx == new (SPDK nvme_pcie_qpair_need_event, libvfn
+// __nvme_need_mmio). EventIdx is the
 // value the controller last read and asks to be told when the doorbell moves
 // *past* it; event_idx == new means the controller has already read `new` from
 // the shadow word, so that extra MMIO tells it nothing - and under a hypervisor

@@ -125,8 +125,8 @@ inline result<std::uint8_t> read_write(cdb_bytes& c, bool write, std::uint64_t l
 
 // SYNCHRONIZE CACHE (10)/(16) (SBC-3 5.22, 5.23). IMMED is never set: the
 // command must complete only when the device has made the data durable, which
-// is the whole point of sending it (DRIVERKIT.md: a flush acknowledged locally
-// loses data). blocks = 0 means "from lba to the end of the medium".
+// is the whole point of sending it (a flush acknowledged locally loses data:
+// docs/porting-a-kext.md, "Writes lost after fsync"). blocks = 0 means "from lba to the end of the medium".
 inline result<std::uint8_t> synchronize_cache(cdb_bytes& c, bool use16, std::uint64_t lba = 0,
                                               std::uint32_t blocks = 0) noexcept {
   c = {};

@@ -4,8 +4,8 @@
 // MFI is the frame protocol of LSI SAS1078/2108 controllers (QEMU's `megasas`
 // and `megasas-gen2`), and the 2208/3108 firmware still speaks it for
 // initialisation and DCMDs. Layouts follow Linux
-// drivers/scsi/megaraid/megaraid_sas.h and QEMU hw/scsi/mfi.h (the two agree);
-// research/scsi-driverkit-anchors.md 1.2 and 2.1 summarise them. All fields are
+// drivers/scsi/megaraid/megaraid_sas.h and QEMU hw/scsi/mfi.h (the two agree;
+// QEMU's use of them is in hw/scsi/megasas.c). All fields are
 // little-endian. The SGL formats and frame flags are in mfi_sgl.hpp.
 #pragma once
 

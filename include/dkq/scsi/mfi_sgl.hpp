@@ -4,8 +4,7 @@
 // MFI (the frame protocol of SAS1078/2108, emulated by QEMU's megasas):
 // references are Linux drivers/scsi/megaraid/megaraid_sas.h (struct
 // megasas_sge32 / megasas_sge64 / megasas_sge_skinny, MFI_FRAME_* flags,
-// megasas_get_frame_count) and QEMU hw/scsi/mfi.h + megasas.c (megasas_map_sgl);
-// research/scsi-driverkit-anchors.md 1.2 and 2.1.
+// megasas_get_frame_count) and QEMU hw/scsi/mfi.h + megasas.c (megasas_map_sgl).
 //
 //  - The SGL follows the frame's fixed part (offset 40 in I/O and DCMD frames,
 //    48 in pass-through frames) and may run on into the following 64-byte

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Experiment (not a ctest): Linux's nvme driver with io_uring and with AIO on
 QEMU's NVMe controller, next to dkq-nvme, in one boot; the kernel-stall
-question of VM-NOTES.md and the quiet-host IOPS comparison of issue 6.
+question of docs/nvme.md ("Shadow doorbells and QEMU 7.2") and the quiet-host IOPS comparison of issue 6.
 
   python3 tests/vm/experiments/nvme_kernel_uring.py --work-dir /tmp/x \
       --prog dkq_nvme=build/debug/tests/vm/vm_dkq_nvme \

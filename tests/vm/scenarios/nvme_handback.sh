@@ -1,6 +1,6 @@
 #!/bin/sh
 # Guest step of the NVMe interoperability check: load Linux's own nvme driver
-# (modules packed by nvme_driver.py, load order from VM-NOTES.md; loaded once
+# (modules packed by nvme_driver.py, in dkqvm.NVME_MODULES' depends= order; loaded once
 # per boot) and give it controller $1, which dkq-nvme drove through vfio-pci
 # until now. Links /tmp/kns1 and /tmp/kns2 to the namespaces' block devices,
 # whatever instance number the kernel gave the controller this time.
