@@ -9,10 +9,12 @@
 //                               reads a device register on the hot path
 //                               (NVMe base spec, CQE Phase Tag; SPDK
 //                               doc/nvme_spec.md).
-//   index_reply_queue<E, Db>    MegaRAID MFI reply queue (and pvscsi-style
-//                               rings): entries are context words, the device
-//                               publishes a producer index in host memory, the
-//                               host publishes its consumer index.
+//   producer_index_cq<E, Db, M> the device publishes a producer index in host
+//                               memory, the host its consumer index. Entries
+//                               are any plain struct; indices wrapped (MegaRAID
+//                               MFI reply queue: index_reply_queue<E, Db>, E a
+//                               context word) or free-running (PVSCSI-style
+//                               rings).
 //
 // Both drain with reap(budget, handler): hand up to `budget` entries to the
 // handler, then write the head (consumer) doorbell once for the whole batch -
@@ -27,6 +29,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <bit>
 #include <cstring>
 #include <type_traits>
 
@@ -176,41 +179,54 @@ class phase_cq {
   cq_counters counters_{};
 };
 
-// Producer-index reply queue in host memory (MegaRAID MFI "reply queue": the
-// init frame gives the controller the queue, a producer index word and a
-// consumer index word, all in host memory; the controller writes a context word
-// per completed frame and then the producer index). Entry is the context word
-// (std::uint32_t, or std::uint64_t for 64-bit contexts).
+// Producer-index completion ring in host memory: the device writes entries,
+// then a producer index word; the host consumes them and publishes its
+// consumer index. Entry is any plain struct (a pvscsi 32-byte completion
+// descriptor, an MFI context word); Mode is the index convention
+// (index_mode, submission_queue.hpp):
+//   wrapped       the producer index is the slot number, < size (MegaRAID MFI
+//                 reply queue: the INIT frame gives the controller the queue,
+//                 a producer and a consumer word, all in host memory; QEMU
+//                 hw/scsi/megasas.c megasas_complete_frame)
+//   free_running  the producer index counts up modulo 2^32; slot = index &
+//                 (size - 1) (PVSCSI cmpProdIdx / cmpConsIdx, Linux
+//                 drivers/scsi/vmw_pvscsi.c pvscsi_process_completion_ring)
 //
-// The host reads the producer index once per batch (acquire), checks it - an
-// index at or beyond the queue size is the device lying, reported as
-// errc::protocol_error with nothing consumed - and publishes its consumer
-// index once per batch through the doorbell (a host_word_doorbell for MFI; a
-// register for other devices).
-template <class Entry, doorbell Db>
-class index_reply_queue {
-  static_assert(std::is_same_v<Entry, std::uint32_t> || std::is_same_v<Entry, std::uint64_t>,
-                "reply queue entries are 32- or 64-bit context words");
+// The host reads the producer index once per batch (acquire) and checks it
+// before any entry is read: a wrapped index at or beyond the size, or a
+// free-running one more than a ring ahead of the consumer, is the device
+// lying, reported as errc::protocol_error with nothing consumed. It publishes
+// its consumer index once per batch through the doorbell (a host word, a
+// register, or both: composite_doorbell).
+template <class Entry, doorbell Db, index_mode Mode = index_mode::wrapped>
+class producer_index_cq {
+  static_assert(std::is_trivially_copyable_v<Entry>, "completion entries are plain values");
+  static constexpr bool free_running = Mode == index_mode::free_running;
 
  public:
   using entry_type = Entry;
+  static constexpr index_mode mode = Mode;
 
-  index_reply_queue() noexcept = default;
-  index_reply_queue(const index_reply_queue&) = delete;
-  index_reply_queue& operator=(const index_reply_queue&) = delete;
+  producer_index_cq() noexcept = default;
+  producer_index_cq(const producer_index_cq&) = delete;
+  producer_index_cq& operator=(const producer_index_cq&) = delete;
 
   // `memory` holds the entries; `producer` is the device-written index word.
-  // The consumer index starts at `start` (MFI lets the host choose; 0 usually).
+  // The consumer index starts at `start` (MFI lets the host choose; a
+  // free-running device may start anywhere).
   status init(dma_region memory, std::uint32_t entries, const std::uint32_t* producer, Db consumer_db,
               std::uint32_t start = 0) noexcept {
-    if (!memory.valid() || producer == nullptr) return {errc::invalid_argument, "reply queue memory is empty"};
+    if (!memory.valid() || producer == nullptr) return {errc::invalid_argument, "completion ring memory is empty"};
     if (entries < device_queue_min_entries || entries > device_queue_max_entries)
-      return {errc::invalid_argument, "reply queue size must be 2..65536 entries", entries};
+      return {errc::invalid_argument, "completion ring size must be 2..65536 entries", entries};
+    if (free_running && !std::has_single_bit(entries))
+      return {errc::invalid_argument, "a free-running ring's size must be a power of two", entries};
     if (memory.size / sizeof(Entry) < entries)
-      return {errc::out_of_range, "reply queue memory is smaller than entries * entry size", memory.size};
+      return {errc::out_of_range, "completion ring memory is smaller than entries * entry size", memory.size};
     if (reinterpret_cast<std::uintptr_t>(memory.cpu) % alignof(Entry) != 0)
-      return {errc::invalid_argument, "reply queue memory is misaligned for its entries"};
-    if (start >= entries) return {errc::out_of_range, "reply queue start index outside the queue", start};
+      return {errc::invalid_argument, "completion ring memory is misaligned for its entries"};
+    if (!free_running && start >= entries)
+      return {errc::out_of_range, "completion ring start index outside the ring", start};
     entries_ptr_ = memory.cpu_at<Entry>();
     producer_ = producer;
     size_ = entries;
@@ -221,28 +237,38 @@ class index_reply_queue {
   }
 
   constexpr std::uint32_t size() const noexcept { return size_; }
+  // The consumer index as published (free-running or wrapped, per Mode).
   constexpr std::uint32_t head() const noexcept { return head_; }
   constexpr const cq_counters& counters() const noexcept { return counters_; }
   Db& doorbell_ref() noexcept { return db_; }
 
   bool pending() const noexcept { return size_ != 0 && load_acquire(producer_) != head_; }
 
-  // Hand up to `budget` context words to handler(Entry), then publish the
+  // Hand up to `budget` entries to handler(const Entry&), then publish the
   // consumer index once. Returns the number handed over, or protocol_error if
-  // the producer index is out of range.
+  // the producer index is impossible.
   template <class Handler>
   result<std::uint32_t> reap(std::uint32_t budget, Handler&& handler) noexcept {
     const std::uint32_t prod = load_acquire(producer_);
-    if (DKQ_UNLIKELY(prod >= size_))
-      return status{errc::protocol_error, "device reply-queue producer index outside the queue", prod};
+    if constexpr (free_running) {
+      if (DKQ_UNLIKELY(prod - head_ > size_))
+        return status{errc::protocol_error, "device completion producer index is more than a ring ahead", prod};
+    } else {
+      if (DKQ_UNLIKELY(prod >= size_))
+        return status{errc::protocol_error, "device reply-queue producer index outside the queue", prod};
+    }
     // Entries were written before the producer index; read them after it.
     dma_rmb();
     std::uint32_t n = 0;
     std::uint32_t head = head_;
     while (n < budget && head != prod) {
-      handler(load_relaxed(&entries_ptr_[head]));
+      handler(read_entry(head));
       ++n;
-      if (++head == size_) head = 0;
+      if constexpr (free_running) {
+        ++head;
+      } else {
+        if (++head == size_) head = 0;
+      }
     }
     if (n != 0) {
       head_ = head;
@@ -254,6 +280,17 @@ class index_reply_queue {
   }
 
  private:
+  DKQ_ALWAYS_INLINE Entry read_entry(std::uint32_t idx) const noexcept {
+    if constexpr (free_running) idx &= size_ - 1;
+    if constexpr (std::is_integral_v<Entry>) {
+      return load_relaxed(&entries_ptr_[idx]);  // a device thread in tests writes it
+    } else {
+      Entry e;
+      std::memcpy(&e, &entries_ptr_[idx], sizeof e);
+      return e;
+    }
+  }
+
   Entry* entries_ptr_ = nullptr;
   const std::uint32_t* producer_ = nullptr;
   std::uint32_t size_ = 0;
@@ -261,5 +298,9 @@ class index_reply_queue {
   Db db_{};
   cq_counters counters_{};
 };
+
+// The MegaRAID MFI reply queue: 32- or 64-bit context words, wrapped indices.
+template <class Entry, doorbell Db>
+using index_reply_queue = producer_index_cq<Entry, Db, index_mode::wrapped>;
 
 }  // namespace dkq

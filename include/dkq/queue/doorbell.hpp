@@ -11,6 +11,8 @@
 //   host_word_doorbell  an index word in host memory the device polls or reads
 //                       on interrupt (MegaRAID MFI reply-queue consumer index,
 //                       pvscsi ring-state indices); a release store.
+//   composite_doorbell<W, K>  publish the index in host memory (W), then
+//                       kick a register (K): the PVSCSI request ring.
 //   shadow_doorbell<D>  NVMe Doorbell Buffer Config (NVMe 1.3+, "shadow
 //                       doorbells"): update the shadow word in host memory and
 //                       write the real register D only when the controller's
@@ -74,6 +76,38 @@ class host_word_doorbell {
 
  private:
   std::uint32_t* word_ = nullptr;
+};
+
+// A doorbell made of two writes: publish the index in a host-memory word the
+// device reads, then write a kick register so it looks (PVSCSI: reqProdIdx in
+// the shared rings state, then PVSCSI_REG_OFFSET_KICK_RW_IO; Linux
+// drivers/scsi/vmw_pvscsi.c pvscsi_kick_io). The order is the point: the word
+// must be visible before the kick arrives, so the word is stored with release
+// semantics after a DMA write barrier and the kick is an ordered MMIO write
+// (mmio_window::write32 orders prior DMA-memory stores before the MMIO store).
+// The kick carries a fixed value (0 unless the device wants another).
+template <doorbell Word, doorbell Kick>
+class composite_doorbell {
+ public:
+  constexpr composite_doorbell() noexcept = default;
+  constexpr composite_doorbell(Word word, Kick kick, std::uint32_t kick_value = 0) noexcept
+      : word_(word), kick_(kick), kick_value_(kick_value) {}
+
+  DKQ_ALWAYS_INLINE void write(std::uint32_t v) noexcept {
+    word_.write(v);
+    kick_.write(kick_value_);
+    ++kicks_;
+  }
+
+  Word& word() noexcept { return word_; }
+  Kick& kick() noexcept { return kick_; }
+  std::uint64_t kicks() const noexcept { return kicks_; }
+
+ private:
+  Word word_{};
+  Kick kick_{};
+  std::uint32_t kick_value_ = 0;
+  std::uint64_t kicks_ = 0;
 };
 
 // NVMe shadow-doorbell EventIdx test: must the real register be written after

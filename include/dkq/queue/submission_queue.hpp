@@ -30,11 +30,21 @@
 // unchanged tail is a spec violation devices have tripped on (Linux 38210800bf66
 // "Revert 'nvme-pci: remove last_sq_tail'").
 //
-// Indices wrap at the queue size (not a power of two in general: NVMe and MFI
-// both let the host pick any size), and one slot always stays empty, because
-// for the device "tail == head" means empty (NVMe base spec 4.1 / 3.3.1.5:
-// "full when Tail + 1 == Head"). The head comes back from the device inside each
-// completion (NVMe CQE SQ Head Pointer); update_head() checks it, since a
+// Index conventions (index_mode, chosen by the layout type):
+//   wrapped       indices wrap at the queue size (not a power of two in
+//                 general: NVMe and MFI both let the host pick any size), and
+//                 one slot always stays empty, because for the device "tail ==
+//                 head" means empty (NVMe base spec 4.1 / 3.3.1.5: "full when
+//                 Tail + 1 == Head"). The doorbell carries the wrapped tail.
+//   free_running  indices count up without wrapping (32-bit, modulo 2^32) and
+//                 are masked only to find the slot; the size is a power of two
+//                 and every slot can be used, since "tail - head == size" says
+//                 full. The doorbell carries the free-running value. VMware's
+//                 PVSCSI rings (Linux drivers/scsi/vmw_pvscsi.h, reqProdIdx /
+//                 reqConsIdx) and virtio's avail/used idx (virtio 1.2, 2.7.6)
+//                 work this way.
+// The head comes back from the device (the NVMe CQE SQ Head Pointer, or a
+// consumer index word the device writes); update_head() checks it, since a
 // device can lie.
 //
 // One owner: a queue is used by one thread at a time (the SPDK model: one queue
@@ -57,6 +67,9 @@ namespace dkq {
 
 enum class ring_policy : std::uint8_t { immediate, batched };
 
+// How a ring's indices count (see above). A layout type names one.
+enum class index_mode : std::uint8_t { wrapped, free_running };
+
 // Device queues hold 2 .. 65536 entries (NVMe CAP.MQES is 0's based 16 bits).
 inline constexpr std::uint32_t device_queue_min_entries = 2;
 inline constexpr std::uint32_t device_queue_max_entries = 65536;
@@ -66,13 +79,15 @@ struct sq_counters {
   std::uint64_t doorbell_writes = 0;  // doorbell writes actually issued
 };
 
-template <std::size_t EntrySize, doorbell Db>
+template <std::size_t EntrySize, doorbell Db, index_mode Mode = index_mode::wrapped>
 class submission_queue {
   static_assert(EntrySize >= 4 && std::has_single_bit(EntrySize),
                 "submission entries are a power-of-two number of bytes, at least 4");
+  static constexpr bool free_running = Mode == index_mode::free_running;
 
  public:
   static constexpr std::size_t entry_size = EntrySize;
+  static constexpr index_mode mode = Mode;
 
   // A run of reserved slots, possibly wrapping; filled in place, then commit().
   class reservation {
@@ -82,7 +97,11 @@ class submission_queue {
     // The i-th reserved entry (i < size()).
     void* entry(std::uint32_t i) const noexcept {
       std::uint32_t idx = start_ + i;
-      if (idx >= entries_) idx -= entries_;
+      if constexpr (free_running) {
+        idx &= entries_ - 1;
+      } else {
+        if (idx >= entries_) idx -= entries_;
+      }
       return base_ + static_cast<std::size_t>(idx) * EntrySize;
     }
 
@@ -113,13 +132,15 @@ class submission_queue {
         memory.device.value() % alignof(std::uint32_t) != 0)
       return {errc::invalid_argument, "submission queue memory is not dword aligned"};
     if (max_unrung >= entries) return {errc::invalid_argument, "max_unrung must be below the queue size", max_unrung};
+    if (free_running && !std::has_single_bit(entries))
+      return {errc::invalid_argument, "a free-running ring's size must be a power of two", entries};
     base_ = memory.cpu_at();
     device_ = memory.device;
     entries_ = entries;
     db_ = db;
     policy_ = policy;
     max_unrung_ = max_unrung == 0 ? entries - 1 : max_unrung;
-    capacity_ = entries - 1;
+    capacity_ = free_running ? entries : entries - 1;
     tail_ = head_ = last_rung_ = 0;
     in_use_ = unrung_ = reserved_ = 0;
     counters_ = {};
@@ -221,7 +242,11 @@ class submission_queue {
   DKQ_ALWAYS_INLINE bool try_update_head(std::uint32_t new_head) noexcept {
     const std::uint32_t moved = distance(head_, new_head);
     // Entries the device may have consumed: rung and not yet reported.
-    if (DKQ_UNLIKELY(new_head >= entries_ || moved > in_use_ - unrung_)) return false;
+    if constexpr (free_running) {
+      if (DKQ_UNLIKELY(moved > in_use_ - unrung_)) return false;
+    } else {
+      if (DKQ_UNLIKELY(new_head >= entries_ || moved > in_use_ - unrung_)) return false;
+    }
     head_ = new_head;
     in_use_ -= moved;
     return true;
@@ -230,17 +255,27 @@ class submission_queue {
   // Forget everything posted (after a controller reset or queue deletion; the
   // device's view restarts at 0 too).
   void reset_indices() noexcept { tail_ = head_ = last_rung_ = reserved_ = in_use_ = unrung_ = 0; }
+  // Free-running devices may start their indices anywhere (a ring re-attached
+  // to a device that kept counting): both at `start`, nothing in flight.
+  void reset_indices(std::uint32_t start) noexcept {
+    reset_indices();
+    if constexpr (free_running) tail_ = head_ = last_rung_ = start;
+  }
 
  private:
   DKQ_ALWAYS_INLINE std::uint32_t distance(std::uint32_t from, std::uint32_t to) const noexcept {
+    if constexpr (free_running) return to - from;  // modulo 2^32
     return to >= from ? to - from : to + entries_ - from;
   }
   DKQ_ALWAYS_INLINE void* slot(std::uint32_t idx) const noexcept {
+    if constexpr (free_running) idx &= entries_ - 1;
     return base_ + static_cast<std::size_t>(idx) * EntrySize;
   }
   DKQ_ALWAYS_INLINE void advance(std::uint32_t n) noexcept {
     std::uint32_t t = tail_ + n;
-    if (t >= entries_) t -= entries_;
+    if constexpr (!free_running) {
+      if (t >= entries_) t -= entries_;
+    }
     tail_ = t;
     in_use_ += n;
     unrung_ += n;

@@ -34,6 +34,11 @@
 // for "not associated with a command" (NVMe base spec, Error Information log
 // page, Command ID field).
 //
+// A base (init(count, base)) shifts the index field: slot i is carried as
+// i + base, so identifiers below `base` never appear in any generation (some
+// devices treat context 0 as "no command"). index_of(cid) maps an identifier
+// back to its slot number with the same checks the table makes.
+//
 // One owner thread, like the queue pair it serves (see submission_queue.hpp).
 #pragma once
 
@@ -86,13 +91,15 @@ class tag_table {
   tag_table& operator=(const tag_table&) = delete;
   ~tag_table() { delete[] owned_; }
 
-  // Allocate `count` slots once, here (1 .. max_tags).
-  status init(std::uint32_t count) noexcept {
+  // Allocate `count` slots once, here (1 .. max_tags); identifiers carry
+  // slot + base in their index field (base + count <= max_tags).
+  status init(std::uint32_t count, std::uint32_t base = 0) noexcept {
     if (count == 0 || count > max_tags) return {errc::invalid_argument, "tag count must be 1..16384", count};
+    if (base > max_tags - count) return {errc::invalid_argument, "tag base + count must be at most 16384", base};
     delete[] owned_;
     owned_ = new (std::nothrow) slot[count];
     if (owned_ == nullptr) return {errc::no_memory, "tag table allocation failed"};
-    attach(owned_, count);
+    attach(owned_, count, base);
     return ok_status;
   }
   // Caller-provided slots (storage.size() is the count).
@@ -109,6 +116,15 @@ class tag_table {
   constexpr std::uint32_t in_flight() const noexcept { return busy_; }
   constexpr std::uint32_t available() const noexcept { return count_ - busy_; }
   constexpr unsigned index_bits() const noexcept { return index_bits_; }
+  constexpr std::uint32_t base() const noexcept { return base_; }
+
+  // The slot an identifier names (0 .. capacity()-1), or protocol_error for
+  // one outside the table (below the base, or past the last slot).
+  result<std::uint32_t> index_of(std::uint16_t cid) const noexcept {
+    const std::uint32_t idx = idx_of(cid);
+    if (idx >= count_) return status{errc::protocol_error, "identifier outside the tag table", cid};
+    return idx;
+  }
   constexpr const tag_counters& counters() const noexcept { return counters_; }
 
   // Take a free slot for `ctx`; returns its identifier, or no_space.
@@ -140,7 +156,7 @@ class tag_table {
   status cancel(std::uint16_t cid) noexcept {
     slot* s = find_in_flight(cid);
     if (s == nullptr) return {errc::invalid_argument, "cancel of a tag that is not in flight", cid};
-    free_slot(index_of(cid));
+    free_slot(idx_of(cid));
     return ok_status;
   }
 
@@ -148,7 +164,7 @@ class tag_table {
   // its generation (the slot is then free); false, with nothing changed and
   // nothing counted, otherwise - call complete() to classify the error.
   DKQ_ALWAYS_INLINE bool try_complete(std::uint16_t cid, Ctx& out) noexcept {
-    const std::uint32_t idx = index_of(cid);
+    const std::uint32_t idx = idx_of(cid);
     if (DKQ_UNLIKELY(idx >= count_)) return false;
     slot& s = slots_[idx];
     if (DKQ_UNLIKELY(s.state != tag_state::in_flight || s.gen != gen_of(cid))) return false;
@@ -161,7 +177,7 @@ class tag_table {
   // Map a completion's identifier back to its context and free the slot.
   // Errors (see the header comment) free nothing and deliver nothing.
   result<Ctx> complete(std::uint16_t cid) noexcept {
-    const std::uint32_t idx = index_of(cid);
+    const std::uint32_t idx = idx_of(cid);
     if (DKQ_UNLIKELY(idx >= count_)) {
       ++counters_.out_of_range;
       return status{errc::protocol_error, "completion identifier outside the tag table", cid};
@@ -179,21 +195,21 @@ class tag_table {
 
   // Context of an in-flight or timed-out command, or nullptr (no state change).
   Ctx* context(std::uint16_t cid) noexcept {
-    const std::uint32_t idx = index_of(cid);
+    const std::uint32_t idx = idx_of(cid);
     if (idx >= count_) return nullptr;
     slot& s = slots_[idx];
     if (s.state == tag_state::free || s.gen != gen_of(cid)) return nullptr;
     return &s.ctx;
   }
   tag_state state(std::uint16_t cid) const noexcept {
-    const std::uint32_t idx = index_of(cid);
+    const std::uint32_t idx = idx_of(cid);
     if (idx >= count_ || slots_[idx].gen != gen_of(cid)) return tag_state::free;
     return slots_[idx].state;
   }
   // Did a completion arrive for this timed-out command after its timeout?
   // (The recovery path may then skip the abort.)
   bool completed_late(std::uint16_t cid) const noexcept {
-    const std::uint32_t idx = index_of(cid);
+    const std::uint32_t idx = idx_of(cid);
     return idx < count_ && slots_[idx].gen == gen_of(cid) && slots_[idx].state == tag_state::timed_out &&
            slots_[idx].late_seen;
   }
@@ -231,7 +247,7 @@ class tag_table {
   // The recovery path is done with a timed-out command (it aborted it and the
   // abort completed, or it completed the request with an error): free the slot.
   result<Ctx> release_timed_out(std::uint16_t cid) noexcept {
-    const std::uint32_t idx = index_of(cid);
+    const std::uint32_t idx = idx_of(cid);
     if (idx >= count_ || slots_[idx].gen != gen_of(cid) || slots_[idx].state != tag_state::timed_out)
       return status{errc::invalid_argument, "release of a tag that has not timed out", cid};
     const Ctx ctx = slots_[idx].ctx;
@@ -259,10 +275,12 @@ class tag_table {
  private:
   static constexpr std::uint16_t end_of_list = 0xffff;
 
-  void attach(slot* s, std::uint32_t count) noexcept {
+  void attach(slot* s, std::uint32_t count, std::uint32_t base = 0) noexcept {
     slots_ = s;
     count_ = count;
-    index_bits_ = count <= 1 ? 0 : log2_floor(round_up_pow2(count));
+    base_ = base;
+    const std::uint32_t span = count + base;
+    index_bits_ = span <= 1 ? 0 : log2_floor(round_up_pow2(span));
     gen_mask_ = static_cast<std::uint16_t>((1u << (16 - index_bits_)) - 1);
     busy_ = 0;
     counters_ = {};
@@ -274,14 +292,15 @@ class tag_table {
     free_head_ = 0;
   }
 
-  DKQ_ALWAYS_INLINE std::uint32_t index_of(std::uint16_t cid) const noexcept {
-    return cid & ((1u << index_bits_) - 1);
+  // Slot number of an identifier; huge (never < count_) when below the base.
+  DKQ_ALWAYS_INLINE std::uint32_t idx_of(std::uint16_t cid) const noexcept {
+    return (cid & ((1u << index_bits_) - 1)) - base_;
   }
   DKQ_ALWAYS_INLINE std::uint16_t gen_of(std::uint16_t cid) const noexcept {
     return static_cast<std::uint16_t>(cid >> index_bits_);
   }
   DKQ_ALWAYS_INLINE std::uint16_t make_cid(std::uint16_t idx, std::uint16_t gen) const noexcept {
-    return static_cast<std::uint16_t>((static_cast<std::uint32_t>(gen) << index_bits_) | idx);
+    return static_cast<std::uint16_t>((static_cast<std::uint32_t>(gen) << index_bits_) | (idx + base_));
   }
 
   DKQ_ALWAYS_INLINE void free_slot(std::uint32_t idx) noexcept {
@@ -298,7 +317,7 @@ class tag_table {
   }
 
   slot* find_in_flight(std::uint16_t cid) noexcept {
-    const std::uint32_t idx = index_of(cid);
+    const std::uint32_t idx = idx_of(cid);
     if (idx >= count_) return nullptr;
     slot& s = slots_[idx];
     return s.state == tag_state::in_flight && s.gen == gen_of(cid) ? &s : nullptr;
@@ -329,6 +348,7 @@ class tag_table {
   slot* slots_ = nullptr;
   slot* owned_ = nullptr;
   std::uint32_t count_ = 0;
+  std::uint32_t base_ = 0;
   std::uint32_t busy_ = 0;
   unsigned index_bits_ = 0;
   std::uint16_t gen_mask_ = 0;
