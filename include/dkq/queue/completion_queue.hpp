@@ -244,6 +244,10 @@ class producer_index_cq {
 
   bool pending() const noexcept { return size_ != 0 && load_acquire(producer_) != head_; }
 
+  // After a device reset: the consumer index restarts at `start` (the device
+  // restarts its producer index there too). Nothing is written.
+  void reset(std::uint32_t start = 0) noexcept { head_ = start; }
+
   // Hand up to `budget` entries to handler(const Entry&), then publish the
   // consumer index once. Returns the number handed over, or protocol_error if
   // the producer index is impossible.
