@@ -622,4 +622,192 @@ TEST(MegaraidDriver, BadRequestsAreErrorsNotUb) {
   EXPECT_EQ(r.drv.in_flight(), 0u);
 }
 
+// ---- a reset that fails, stop() with I/O in flight, a frame post() cannot name ----
+
+// Every completion of one request: how many, the last one, and how many
+// frames the device still owned (could still DMA to) when it was delivered.
+struct recorder {
+  fake_mfi_controller* ctl = nullptr;
+  int calls = 0;
+  mr::completion last{};
+  std::size_t device_owned_at_done = 0;
+  static void done(void* u, const mr::completion& c) noexcept {
+    auto* self = static_cast<recorder*>(u);
+    ++self->calls;
+    self->last = c;
+    self->device_owned_at_done = self->ctl->owned();
+  }
+};
+
+mr::request read_into(const dkq::dma_region& buf, std::size_t slot, recorder& k) {
+  mr::request q;
+  q.kind = mr::op::ld_read;
+  q.blocks = 1;
+  q.data = dkq::dma_region{buf.cpu_at(slot * 512), buf.device_at(slot * 512), 512};
+  q.done = recorder::done;
+  q.user = &k;
+  return q;
+}
+
+// Issue #13 defect 5: the firmware does not come back to READY after a reset.
+TEST(MegaraidDriver, FailedResetCompletesEveryRequestOnceWithAnError) {
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  auto buf = r.buffer(4096);
+  recorder k[3];
+  r.ctl.hold = true;
+  for (int i = 0; i < 3; ++i) {
+    k[i].ctl = &r.ctl;
+    ASSERT_TRUE(r.drv.submit(read_into(buf, static_cast<std::size_t>(i), k[i])).ok());
+  }
+  ASSERT_EQ(r.drv.in_flight(), 3u);
+  r.ctl.fault_after_reset = true;
+  EXPECT_EQ(r.drv.reset().code(), errc::device_error);
+  for (auto& x : k) {
+    EXPECT_EQ(x.calls, 1);
+    EXPECT_EQ(x.last.st.code(), errc::io_error);
+    EXPECT_FALSE(x.last.reissued);
+  }
+  EXPECT_EQ(r.drv.in_flight(), 0u);
+  EXPECT_EQ(r.drv.stats().failed_by_reset, 3u);
+  EXPECT_EQ(r.drv.stats().reissued, 0u);
+  EXPECT_FALSE(r.drv.operational());
+  EXPECT_EQ(r.drv.submit(read_into(buf, 4, k[0])).code(), errc::not_initialized);
+  for (int i = 0; i < 10; ++i) r.drv.poll();
+  for (auto& x : k) EXPECT_EQ(x.calls, 1);
+  // The firmware recovers: a later reset brings the controller back.
+  r.ctl.fault = false;
+  r.ctl.fault_after_reset = false;
+  r.ctl.hold = false;
+  ASSERT_TRUE(r.drv.reset().ok());
+  EXPECT_TRUE(r.drv.operational());
+  check_roundtrip(r, false);
+  EXPECT_TRUE(r.drv.stop().ok());
+}
+
+// Defect 5, second half: READY comes back but INIT is refused. The re-issue
+// candidates had already given up their tags.
+TEST(MegaraidDriver, ResetWhoseInitFailsCompletesReissueCandidatesOnce) {
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  o.command_timeout_ns = 100'000'000;
+  o.abort_grace_ns = 50'000'000;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  auto buf = r.buffer(4096);
+  recorder k[2];
+  r.ctl.hold = true;
+  for (int i = 0; i < 2; ++i) {
+    k[i].ctl = &r.ctl;
+    ASSERT_TRUE(r.drv.submit(read_into(buf, static_cast<std::size_t>(i), k[i])).ok());
+  }
+  r.ctl.fail_inits = 1;
+  EXPECT_FALSE(r.drv.reset().ok());
+  for (auto& x : k) {
+    EXPECT_EQ(x.calls, 1);
+    EXPECT_EQ(x.last.st.code(), errc::io_error);
+  }
+  EXPECT_EQ(r.drv.in_flight(), 0u);
+  EXPECT_EQ(r.drv.stats().reissued, 0u);
+  EXPECT_FALSE(r.drv.operational());
+  for (int i = 0; i < 10; ++i) r.drv.poll();
+  for (auto& x : k) EXPECT_EQ(x.calls, 1);
+  r.ctl.hold = false;
+  ASSERT_TRUE(r.drv.reset().ok());
+  check_roundtrip(r, false);
+  for (auto& x : k) EXPECT_EQ(x.calls, 1);
+}
+
+// Defect 5 through the recovery path: a command the device sits on, an ABORT
+// it ignores, and the reset that follows fails. The command still completes
+// (as a timeout), once; the timeout scan does not leave it hanging.
+TEST(MegaraidDriver, TimeoutWhoseResetFailsStillCompletesOnce) {
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  o.command_timeout_ns = 100'000'000;
+  o.abort_grace_ns = 50'000'000;
+  o.ready_timeout_ns = 200'000'000;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  auto buf = r.buffer(4096);
+  recorder lost, held;
+  lost.ctl = held.ctl = &r.ctl;
+  r.ctl.drop_next = 1;
+  r.ctl.ignore_aborts = true;
+  ASSERT_TRUE(r.drv.submit(read_into(buf, 0, lost)).ok());
+  r.ctl.hold = true;
+  mr::request h = read_into(buf, 1, held);
+  h.timeout_ms = 60'000;  // not expired itself: in flight when the reset fails
+  ASSERT_TRUE(r.drv.submit(h).ok());
+  r.ctl.fault_after_reset = true;
+  for (int i = 0; i < 400 && (lost.calls == 0 || held.calls == 0); ++i) r.drv.wait(10);
+  EXPECT_EQ(r.drv.stats().resets, 1u);
+  EXPECT_EQ(lost.calls, 1);
+  EXPECT_EQ(lost.last.st.code(), errc::timeout);
+  EXPECT_EQ(held.calls, 1);
+  EXPECT_EQ(held.last.st.code(), errc::io_error);
+  EXPECT_EQ(r.drv.in_flight(), 0u);
+  EXPECT_EQ(r.drv.last_error().code(), errc::device_error);
+  for (int i = 0; i < 20; ++i) r.drv.wait(10);
+  EXPECT_EQ(lost.calls, 1);
+  EXPECT_EQ(held.calls, 1);
+}
+
+// Issue #13 defect 6: stop() with requests in flight completes each once,
+// with an error, after the device was told to drop them.
+TEST(MegaraidDriver, StopCompletesInFlightRequestsOnceAfterTheDeviceDropsThem) {
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  auto buf = r.buffer(4096);
+  recorder k[3];
+  r.ctl.hold = true;     // two held in the device's queue
+  for (int i = 0; i < 2; ++i) {
+    k[i].ctl = &r.ctl;
+    ASSERT_TRUE(r.drv.submit(read_into(buf, static_cast<std::size_t>(i), k[i])).ok());
+  }
+  r.ctl.hold = false;
+  r.ctl.drop_next = 1;   // and one the firmware sits on
+  k[2].ctl = &r.ctl;
+  ASSERT_TRUE(r.drv.submit(read_into(buf, 2, k[2])).ok());
+  ASSERT_EQ(r.ctl.owned(), 3u);
+  EXPECT_TRUE(r.drv.stop().ok());
+  EXPECT_EQ(r.ctl.c.cache_flushes, 1u);
+  EXPECT_EQ(r.ctl.c.shutdowns, 1u);
+  for (auto& x : k) {
+    EXPECT_EQ(x.calls, 1);
+    EXPECT_FALSE(x.last.st.ok());
+    EXPECT_TRUE(x.last.stopped);
+    EXPECT_EQ(x.device_owned_at_done, 0u);  // no buffer handed back while the device held it
+  }
+  EXPECT_EQ(r.dma.live(), 1u);
+  EXPECT_EQ(r.drv.in_flight(), 0u);
+  // Started again on the same object: nothing old comes back.
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  check_roundtrip(r, false);
+  for (auto& x : k) EXPECT_EQ(x.calls, 1);
+}
+
+// Issue #13 defect 10 (MegaRAID half): a frame address the 32-bit queue port
+// cannot name (here: an allocator that ignored the 4 GiB limit) is an error;
+// nothing is posted, least of all frame address 0.
+TEST(MegaraidDriver, FrameAboveTheQueuePortsReachIsNeverPosted) {
+  rig r;
+  r.dma.ignore_limits = true;
+  mr::options o;
+  o.use_interrupts = false;
+  o.command_timeout_ns = 100'000'000;
+  o.abort_grace_ns = 50'000'000;
+  const dkq::status s = r.drv.start(r.plat, o);
+  EXPECT_EQ(s.code(), errc::constraint);
+  EXPECT_EQ(r.ctl.c.frames, 0u);
+  EXPECT_EQ(r.ctl.c.queue_port_zero, 0u);
+  EXPECT_TRUE(r.ctl.c.errors.empty());
+  EXPECT_EQ(r.dma.live(), 0u);
+  EXPECT_FALSE(r.drv.operational());
+}
+
 }  // namespace

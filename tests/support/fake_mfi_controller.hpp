@@ -5,10 +5,10 @@
 // buffers, SYNCHRONIZE CACHE fallback, timeouts, abort, reset) can be tested
 // without QEMU, with faults QEMU never produces on demand.
 //
-// Written from the interface facts in research/scsi-driverkit-anchors.md 1.2
-// (frames, status word, INIT queue info, reply queue wrap at max_cmds, OMSK
-// all-ones = soft reset, producer index only advanced while unmasked, 2 KiB
-// mapped behind every posted frame, DCMDs take one SGE).
+// Written from the interface facts of QEMU hw/scsi/megasas.c (frames, status
+// word, INIT queue info, reply queue wrap at max_cmds, OMSK all-ones = soft
+// reset, producer index only advanced while unmasked, 2 KiB mapped behind
+// every posted frame, DCMDs take one SGE).
 #pragma once
 
 #include <cstdint>
@@ -43,10 +43,10 @@ class fake_dma_space {
     void* p = std::aligned_alloc(4096, len);
     if (p == nullptr) return status{errc::no_memory, "fake dma"};
     std::memset(p, 0, len);
-    std::uint64_t& next = limit <= (std::uint64_t{1} << 32) ? low_ : high_;
+    std::uint64_t& next = limit <= (std::uint64_t{1} << 32) && !ignore_limits ? low_ : high_;
     const std::uint64_t dev = next;
     next += len + 4096;  // a guard page between regions: overruns fault
-    if (dev + len > limit) {
+    if (dev + len > limit && !ignore_limits) {
       std::free(p);
       return status{errc::constraint, "fake dma: limit"};
     }
@@ -73,6 +73,9 @@ class fake_dma_space {
   }
   std::size_t live() const { return regions_.size(); }
   std::uint64_t allocs = 0, frees = 0;
+  // Fault: an allocator that ignores the caller's address limit (every region
+  // lands above 4 GiB), so the driver must check what it was given.
+  bool ignore_limits = false;
 
  private:
   struct reg {
@@ -122,6 +125,9 @@ class fake_mfi_controller {
   bool corrupt_producer = false;           // next completion writes an impossible pi
   bool stuck = false;                      // state machine never reaches READY
   std::uint16_t pci_device = 0x0079;       // what CTRL_GET_INFO reports
+  bool fault_after_reset = false;          // a soft reset leaves the firmware in FAULT
+  std::uint32_t fail_inits = 0;            // the next N INIT frames fail (INVALID_PARAMETER)
+  std::uint32_t error_good_next = 0;       // next N I/O frames: DONE_WITH_ERROR + GOOD, work not done
 
   // ---- counters ----
   struct counters_t {
@@ -129,6 +135,8 @@ class fake_mfi_controller {
     std::uint64_t sync10 = 0, sync16 = 0, reads = 0, writes = 0, aborts = 0, resets = 0;
     std::uint64_t sgl32_frames = 0, sgl64_frames = 0, max_sge_seen = 0, highest_sge_addr = 0;
     std::uint64_t irqs = 0, completions = 0, inquiries = 0;
+    std::uint64_t error_good = 0;     // DONE_WITH_ERROR + GOOD answers given (error_good_next)
+    std::uint64_t queue_port_zero = 0;  // queue port writes naming frame address 0
     std::vector<std::string> errors;  // protocol violations by the driver
   } c;
 
@@ -168,6 +176,10 @@ class fake_mfi_controller {
       case mfi::reg::inbound_queue_port:
         ++c.frames;
         if ((v & 1u) == 0) err("queue port write without bit 0");
+        if ((v & ~0x1fu) == 0) {
+          ++c.queue_port_zero;
+          err("queue port write names frame address 0");
+        }
         // hold delays I/O frames only; INIT, DCMD and ABORT are answered at once.
         if (hold && is_io_frame(v)) held_.push_back(v);
         else handle_frame(v);
@@ -188,6 +200,8 @@ class fake_mfi_controller {
     return n;
   }
   std::size_t dropped() const { return dropped_.size(); }
+  // Frames the device still owns (held or dropped): it may DMA to their buffers.
+  std::size_t owned() const { return held_.size() + dropped_.size(); }
 
  private:
   struct dropped_cmd {
@@ -217,6 +231,7 @@ class fake_mfi_controller {
     head_ = 0;
     state_ = 0xb0000000u;
     intr_mask_ = 0xffffffffu;
+    if (fault_after_reset) fault = true;
   }
   void abort_all() {
     // Like QEMU: cancelled commands complete with SCSI_IO_FAILED.
@@ -255,6 +270,13 @@ class fake_mfi_controller {
         if (drop_next != 0) {
           --drop_next;
           dropped_.push_back({fa, ctx});
+          return;
+        }
+        if (error_good_next != 0) {
+          // A lying device: "failed, see the SCSI status", and the status says GOOD.
+          --error_good_next;
+          ++c.error_good;
+          finish(fa, ctx, mfi::stat::scsi_done_with_error, scsi::scsi_status::good);
           return;
         }
         st = h.frame_cmd <= mfi::cmd::ld_write ? do_io(f, h) : do_scsi(f, h, ss);
@@ -299,6 +321,10 @@ class fake_mfi_controller {
 
   std::uint8_t do_init(std::uint8_t* f) {
     ++c.inits;
+    if (fail_inits != 0) {
+      --fail_inits;
+      return mfi::stat::invalid_parameter;
+    }
     mfi::init_frame fr;
     std::memcpy(&fr, f, sizeof fr);
     const std::uint64_t qa = (std::uint64_t{fr.qinfo_new_addr_hi} << 32) | fr.qinfo_new_addr_lo;

@@ -12,8 +12,8 @@
 // is a template parameter (platform.hpp), so the DriverKit dext reuses this
 // file unchanged.
 //
-// Facts about the interface come from research/scsi-driverkit-anchors.md 1.2
-// and 2.1 (QEMU hw/scsi/megasas.c and Linux megaraid_sas read for facts):
+// Facts about the interface come from QEMU hw/scsi/megasas.c and Linux
+// drivers/scsi/megaraid/megaraid_sas_base.c (read for facts, not copied):
 //  - frames are posted by writing address | extra-frames << 1 | 1 to the
 //    inbound queue port; QEMU maps 2048 bytes from every posted frame in one
 //    piece, and behind a (virtual) IOMMU one mapping never crosses a 4 KiB
@@ -148,6 +148,7 @@ struct completion {
   scsi::sense_data sense{};
   bool reissued = false;  // survived a controller reset by being posted again
   bool aborted = false;   // ended by abort() (the firmware's answer is in mfi_status)
+  bool stopped = false;   // ended by stop(): the controller was told to drop it and never answered
   // The sense bytes as the device returned them (auto-sense), for callers
   // that pass them on whole (the dext's fSenseBuffer). Valid only inside the
   // done callback: they live in the controller's sense buffer.
@@ -254,6 +255,10 @@ class controller {
   // Flush (CTRL_CACHE_FLUSH to controller and disk caches), CTRL_SHUTDOWN,
   // then mask interrupts (on QEMU that is also a soft reset, which leaves the
   // controller clean for the next driver) and free everything.
+  // Requests still in flight complete here, once, with an error and
+  // completion::stopped - after the firmware was told to drop them (abort
+  // all, back to READY), so no done callback hands back a buffer the device
+  // may still write. Done runs exactly once per request even across stop().
   status stop() noexcept {
     if (plat_ == nullptr) return ok_status;
     status first = ok_status;
@@ -263,7 +268,11 @@ class controller {
       status d = dcmd(mfi::dcmd::ctrl_shutdown, nullptr, 0, dma_direction::to_device);
       if (!d && first.ok()) first = d;
     }
+    operational_ = false;
+    const bool owned = tags_.in_flight() != 0;
+    if (owned && regs_ok_) regs_.write32(mfi::reg::inbound_doorbell, mfi::idb::reset_flags);
     if (regs_ok_) regs_.write32(mfi::reg::outbound_intr_mask, 0xffffffffu);
+    if (owned) fail_all({errc::io_error, "controller stopped with the command in flight"}, true);
     release();
     return first;
   }
@@ -495,12 +504,17 @@ class controller {
   // in-flight I/O is re-posted (reissue_after_reset) or failed, timed-out
   // commands fail with errc::timeout. Nothing completes twice: the old reply
   // queue is discarded and re-posted commands get fresh tags.
+  //
+  // A reset that fails (firmware never READY, INIT refused) still ends every
+  // command: nothing is re-issued, each completes once with an error, and the
+  // controller stays stopped (submit: not_initialized) until reset() or
+  // start() succeeds.
   status reset() noexcept {
     if (plat_ == nullptr) return {errc::not_initialized, "controller not started"};
     ++stats_.resets;
     operational_ = false;
     regs_.write32(mfi::reg::inbound_doorbell, mfi::idb::reset_flags);
-    DKQ_TRY(to_ready());
+    const status ready = to_ready();
     // Collect what was in flight, then free every tag: old contexts can no
     // longer be delivered. (reissue_ was sized at start: no allocation and no
     // large stack array here - a dext's stack is small.)
@@ -518,16 +532,30 @@ class controller {
         completion c = make_status_completion({errc::io_error, "aborted command ended by a controller reset"});
         c.aborted = true;
         finish_slot(t.slot, c);
-      } else if (opt_.reissue_after_reset && !s.internal && s.reissues < opt_.max_reissues && nre < slot_count_) {
+      } else if (ready.ok() && opt_.reissue_after_reset && !s.internal && s.reissues < opt_.max_reissues &&
+                 nre < slot_count_) {
         reissue[nre++] = t.slot;
+      } else if (!ready.ok() && !s.internal) {
+        ++stats_.failed_by_reset;
+        finish_slot(t.slot, make_status_completion({errc::io_error, "controller reset failed; command not re-issued"}));
       } else {
         ++stats_.failed_by_reset;
         finish_slot(t.slot, make_status_completion({errc::io_error, "command failed by a controller reset"}));
       }
     });
     io_in_flight_ = 0;
-    for (std::uint32_t i = 0; i < nre; ++i) ++io_in_flight_;
-    DKQ_TRY(init_queues());
+    if (!ready) return ready;
+    io_in_flight_ = nre;
+    const status init = init_queues();
+    if (!init) {
+      // The candidates hold no tag now: fail them here or nobody ever will.
+      for (std::uint32_t i = 0; i < nre; ++i) {
+        --io_in_flight_;
+        ++stats_.failed_by_reset;
+        finish_slot(reissue[i], make_status_completion({errc::io_error, "controller reset failed (INIT); command not re-issued"}));
+      }
+      return init;
+    }
     operational_ = true;
     for (std::uint32_t i = 0; i < nre; ++i) {
       const std::uint32_t si = reissue[i];
@@ -546,8 +574,15 @@ class controller {
       h->context = *cid;
       h->cmd_status = mfi::status_pending;
       h->scsi_status = 0;
+      const status p = post(s);
+      if (!p) {
+        (void)tags_.cancel(s.cid);
+        --io_in_flight_;
+        ++stats_.failed_by_reset;
+        finish_slot(si, make_status_completion(p));
+        continue;
+      }
       ++stats_.reissued;
-      post(s);
     }
     return ok_status;
   }
@@ -691,7 +726,7 @@ class controller {
   status allocate() noexcept {
     // Control structures below 4 GiB: frames are posted through the 32-bit
     // inbound queue port, and MFI controllers use 32-bit consistent DMA for
-    // control memory (research 2.1).
+    // control memory (Linux megaraid_sas_base.c, megasas_set_dma_mask).
     const std::uint64_t ctl_limit = limit_4g;
     const std::uint64_t data_limit = opt_.force_32bit ? limit_4g : no_address_limit;
 
@@ -809,7 +844,11 @@ class controller {
     f->qinfo_new_addr_lo = static_cast<std::uint32_t>(qa);
     f->qinfo_new_addr_hi = static_cast<std::uint32_t>(qa >> 32);
     sl.extra_frames = 0;
-    post(sl);
+    if (status p = post(sl); !p) {
+      abandon_slot(si);
+      initialising_ = false;
+      return p;
+    }
     completion c = wait_slot(si);
     initialising_ = false;
     return c.st;
@@ -846,7 +885,10 @@ class controller {
       f->header.data_len = bytes;
     }
     sl.extra_frames = 0;
-    post(sl);
+    if (status p = post(sl); !p) {
+      abandon_slot(si);
+      return p;
+    }
     return wait_slot(si).st;
   }
 
@@ -957,12 +999,17 @@ class controller {
     s.in_use = false;
   }
 
-  void post(slot_state& s) noexcept {
+  // A frame the queue port cannot name (above 4 GiB, misaligned, too many
+  // extra frames) is an error for the caller and is never posted: writing a
+  // substitute value would hand the firmware frame address 0.
+  [[nodiscard]] status post(slot_state& s) noexcept {
     // The frame (and the SGL, sense address, data) must be visible to the
     // device before the queue port write; mmio write32 orders it (dma_wmb).
     auto v = mfi::queue_port_value(s.frame.mem.device, s.extra_frames);
-    regs_.write32(mfi::reg::inbound_queue_port, v.value_or(0));
+    if (!v) return v.error();
+    regs_.write32(mfi::reg::inbound_queue_port, *v);
     ++stats_.frames_posted;
+    return ok_status;
   }
 
   status submit_impl(const request& r, bool internal) noexcept {
@@ -979,8 +1026,11 @@ class controller {
       abandon_slot(si);
       return s;
     }
+    if (status p = post(slots_[si]); !p) {
+      abandon_slot(si);
+      return p;
+    }
     ++stats_.submitted;
-    post(slots_[si]);
     return ok_status;
   }
 
@@ -1143,6 +1193,19 @@ class controller {
     return 1;
   }
 
+  // stop(): every occupied tag ends now, once. The device was already told to
+  // drop them; internal commands keep their result for wait_slot.
+  void fail_all(status why, bool stopped) noexcept {
+    tags_.cancel_all([&](std::uint16_t, const tag_ctx& t, bool) noexcept {
+      slot_state& s = slots_[t.slot];
+      completion c = make_status_completion(why);
+      c.stopped = stopped;
+      c.aborted = s.abort_requested;
+      finish_slot(t.slot, c);
+    });
+    io_in_flight_ = 0;
+  }
+
   static completion make_status_completion(status st) noexcept {
     completion c;
     c.st = st;
@@ -1249,8 +1312,12 @@ class controller {
     f->abort_mfi_addr_lo = static_cast<std::uint32_t>(victim.frame.mem.device.value());
     f->abort_mfi_addr_hi = static_cast<std::uint32_t>(victim.frame.mem.device.value() >> 32);
     a.extra_frames = 0;
+    if (!post(a)) {  // not posted: the grace timer leads to a reset
+      a.internal = true;  // acquired as internal: no I/O count to give back
+      abandon_slot(si);
+      return;
+    }
     ++stats_.aborts;
-    post(a);
   }
 
   std::uint64_t timeout_of(const request& r) const noexcept {

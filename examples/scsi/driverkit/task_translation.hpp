@@ -421,6 +421,11 @@ inline response_view build_response(const task_view& t, const completion& c) noe
   r.controller_task_id = t.controller_task_id;
   r.target_id = t.target_id;
   r.why = c.st;
+  if (c.stopped) {
+    // The controller was stopped with the task in flight: it will never
+    // answer it now.
+    return failure_response(t, host_failure::device_not_present, c.st);
+  }
   if (c.aborted) {
     // Ended by ABORT TASK (abort_task): TASK ABORTED, nothing transferred.
     r.scsi_status = scsi::scsi_status::task_aborted;
@@ -860,7 +865,9 @@ class task_engine {
   // (reaches the backing store; the flush DCMD alone does not on QEMU), then
   // the core's stop (CTRL_CACHE_FLUSH DCMD, CTRL_SHUTDOWN, interrupts masked,
   // memory freed). Tasks still in flight are answered "device not present":
-  // the controller will never answer them now. Returns the first error.
+  // the controller will never answer them now (the core's stop() completes
+  // those at the controller, with completion::stopped; the loop below answers
+  // those waiting for a retry). Returns the first error.
   status shutdown(std::uint64_t drain_deadline_ns) noexcept {
     if (core_ == nullptr) return ok_status;
     status first = ok_status;
@@ -955,6 +962,7 @@ class task_engine {
       pending_[npending_++] = static_cast<std::uint32_t>(s.task.controller_task_id);
       return;
     }
+    if (c.stopped) ++st_.failed_at_stop;  // the core's stop() ended it (shutdown)
     deliver(s, build_response(s.task, c));
   }
 
