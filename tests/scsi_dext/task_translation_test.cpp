@@ -670,6 +670,42 @@ TEST(ScsiDextResponse, StatusMapping) {
   EXPECT_EQ(dx::build_response(t, c).failure, dx::host_failure::delivery_failure);
 }
 
+// Issue #13 defect 7: SCSI_DONE_WITH_ERROR whose status byte says GOOD (or
+// CONDITION MET). The core decided the command failed; passing the byte on
+// would tell the OS it succeeded.
+TEST(ScsiDextResponse, DoneWithErrorAndAGoodStatusByteIsAFailure) {
+  dx::task_view t;
+  t.requested_count = 4096;
+  for (std::uint8_t lie : {dkq::scsi::scsi_status::good, dkq::scsi::scsi_status::condition_met}) {
+    mr::completion c;
+    c.mfi_status = mfi::stat::scsi_done_with_error;
+    c.scsi_status = lie;
+    c.st = mr::decode_completion(c.mfi_status, c.scsi_status, false, c.sense);
+    ASSERT_FALSE(c.st.ok());
+    const auto x = dx::build_response(t, c);
+    EXPECT_EQ(x.service, dx::service_response::service_delivery_or_target_failure);
+    EXPECT_EQ(x.failure, dx::host_failure::delivery_failure);
+    EXPECT_EQ(x.bytes_transferred, 0u);
+  }
+}
+
+// The same lie for SYNCHRONIZE CACHE, end to end: the device answers DONE
+// WITH ERROR + GOOD without flushing; the OS must not hear GOOD.
+TEST(ScsiDextSync, FlushAnsweredDoneWithErrorAndGoodIsNotGood) {
+  rig r;
+  r.start();
+  const std::uint32_t id = r.map();
+  r.ctl.error_good_next = 1;
+  auto t = cdb_task(id, 1, {dkq::scsi::op::synchronize_cache_10, 0, 0, 0, 0, 0, 0, 0, 0, 0});
+  ASSERT_TRUE(r.eng.process(t, {}, nullptr).in_process);
+  r.eng.service();
+  ASSERT_EQ(r.responses.size(), 1u);
+  EXPECT_EQ(r.ctl.c.error_good, 1u);
+  EXPECT_EQ(r.ctl.c.sync10, 0u);  // the flush did not happen
+  EXPECT_NE(r.responses[0].service, dx::service_response::task_complete);
+  EXPECT_NE(r.responses[0].failure, dx::host_failure::none);
+}
+
 TEST(ScsiDextResponse, DuplicateCompletionsAreNotDeliveredTwice) {
   rig r;
   r.start();

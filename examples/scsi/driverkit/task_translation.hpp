@@ -404,12 +404,28 @@ inline response_view reject_response(const task_view& t, const status& why) noex
   return failure_response(t, host_failure::delivery_failure, why);
 }
 
+// SAM-5 5.3 status codes that report a failure by themselves; GOOD, CONDITION
+// MET and the obsolete/reserved codes do not.
+constexpr bool reports_failure(std::uint8_t scsi_status) noexcept {
+  switch (scsi_status) {
+    case scsi::scsi_status::check_condition:
+    case scsi::scsi_status::busy:
+    case scsi::scsi_status::reservation_conflict:
+    case scsi::scsi_status::task_set_full:
+    case scsi::scsi_status::aca_active:
+    case scsi::scsi_status::task_aborted: return true;
+    default: return false;
+  }
+}
+
 // A core completion as the OS wants it:
 //  - MFI OK: GOOD, the requested count transferred;
 //  - SCSI done with error: the target's status byte as is (CHECK CONDITION with
 //    auto-sense when the frame carried sense, BUSY, TASK SET FULL, ...); data
 //    counts as transferred only when the core calls the completion good
-//    (RECOVERED ERROR / NO SENSE);
+//    (RECOVERED ERROR / NO SENSE); a status byte that does not report a
+//    failure (GOOD, CONDITION MET, reserved) on a failed command is a target
+//    failure, never passed on;
 //  - RESERVATION CONFLICT frame status: that SCSI status;
 //  - controller out of resources: BUSY (the OS retries);
 //  - device or LD not found / offline: device not present;
@@ -437,6 +453,14 @@ inline response_view build_response(const task_view& t, const completion& c) noe
       r.bytes_transferred = t.requested_count;
       return r;
     case mfi::stat::scsi_done_with_error:
+      if (!c.st.ok() && !reports_failure(c.scsi_status)) {
+        // "Failed, see the SCSI status" and the status says success (GOOD,
+        // CONDITION MET) or nothing known: the device contradicts itself.
+        // The core's verdict stands - passing GOOD on would acknowledge a
+        // command that failed (for SYNCHRONIZE CACHE, a flush that did not
+        // happen).
+        return failure_response(t, host_failure::delivery_failure, c.st);
+      }
       r.scsi_status = c.scsi_status;
       if (c.scsi_status == scsi::scsi_status::check_condition && c.sense_valid) {
         if (c.sense_bytes != nullptr && c.sense_bytes_len != 0) {
