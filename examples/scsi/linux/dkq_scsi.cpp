@@ -36,6 +36,7 @@
 #include "../../common/format.hpp"
 #include "../../common/pattern.hpp"
 #include "../driver/megaraid.hpp"
+#include "session.hpp"
 #include "vfio_platform.hpp"
 
 namespace mr = dkq::examples::megaraid;
@@ -165,18 +166,14 @@ std::uint64_t now_ns() {
 }
 
 // ---- session ---------------------------------------------------------------------
-struct session {
-  std::unique_ptr<vfio::device> dev;
-  std::unique_ptr<dkq::scsi_linux::vfio_platform> plat;
-  std::unique_ptr<ctrl_t> ctrl;
-  std::vector<dma_region> buffers;
+// Teardown order (session.hpp): controller stopped - in-flight requests
+// completed with an error while their buffers are mapped - then the buffers
+// unmapped, then core, platform and device destroyed.
+struct session : dkq::scsi_linux::basic_session<vfio::device, dkq::scsi_linux::vfio_platform, ctrl_t> {
   std::string bdf;
   ~session() {
-    for (auto& b : buffers) (void)dev->dma_free(b);
-    if (ctrl) {
-      status s = ctrl->stop();  // cache flush DCMD + shutdown
-      if (!s.ok()) fail("shutdown", s);
-    }
+    status s = close();  // cache flush DCMD + shutdown, then unmap
+    if (!s.ok()) fail("shutdown", s);
   }
   // Data buffers. In forced 32-bit mode they are placed at or above 4 GiB on
   // purpose (IOVA aligned to 4 GiB), so every byte must go through the
@@ -490,6 +487,9 @@ int cmd_verify(session& s, const args& a) {
   std::vector<std::size_t> job_of(qd);
   std::vector<std::uint32_t> free_now;
   free_now.reserve(qd);
+  // An early return or SIGTERM with I/O in flight: stop the controller while
+  // the slots its callbacks write are still alive.
+  dkq::scsi_linux::stop_in_flight_on_exit<session> quiesce{s};
   const std::uint64_t t0 = now_ns();
   std::uint64_t mismatches = 0, errors = 0;
   for (int pass = 0; pass < 2; ++pass) {
@@ -585,6 +585,7 @@ int cmd_perf(session& s, const args& a) {
   }
   std::vector<std::uint64_t> lat;
   lat.reserve(1 << 20);
+  dkq::scsi_linux::stop_in_flight_on_exit<session> quiesce{s};  // see cmd_verify
   std::uint64_t rng = 0x2545f4914f6cdd1dull, seq_next = 0, reads = 0, writes = 0, errors = 0, issued = 0;
   std::uint64_t timed_out = 0;
   const auto st0 = s.ctrl->stats();
