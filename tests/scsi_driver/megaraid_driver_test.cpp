@@ -674,6 +674,10 @@ TEST(MegaraidDriver, FailedResetCompletesEveryRequestOnceWithAnError) {
   EXPECT_EQ(r.drv.stats().failed_by_reset, 3u);
   EXPECT_EQ(r.drv.stats().reissued, 0u);
   EXPECT_FALSE(r.drv.operational());
+  // The firmware never came back: the device is cut off from memory before
+  // the buffers are handed back.
+  EXPECT_EQ(r.plat.bus_master_disables, 1u);
+  EXPECT_FALSE(r.ctl.bus_master());
   EXPECT_EQ(r.drv.submit(read_into(buf, 4, k[0])).code(), errc::not_initialized);
   for (int i = 0; i < 10; ++i) r.drv.poll();
   for (auto& x : k) EXPECT_EQ(x.calls, 1);
@@ -683,6 +687,7 @@ TEST(MegaraidDriver, FailedResetCompletesEveryRequestOnceWithAnError) {
   r.ctl.hold = false;
   ASSERT_TRUE(r.drv.reset().ok());
   EXPECT_TRUE(r.drv.operational());
+  EXPECT_TRUE(r.ctl.bus_master());
   check_roundtrip(r, false);
   EXPECT_TRUE(r.drv.stop().ok());
 }

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -128,6 +129,30 @@ class fake_mfi_controller {
   bool fault_after_reset = false;          // a soft reset leaves the firmware in FAULT
   std::uint32_t fail_inits = 0;            // the next N INIT frames fail (INVALID_PARAMETER)
   std::uint32_t error_good_next = 0;       // next N I/O frames: DONE_WITH_ERROR + GOOD, work not done
+  // Raw status words returned by the next firmware-status reads (register
+  // values the driver must survive: any state, max_cmds, max_sge).
+  std::deque<std::uint32_t> status_words;
+  // Contexts written into the reply queue before the next real one: stale,
+  // out-of-range or simply invented.
+  std::deque<std::uint32_t> inject_contexts;
+  // The next I/O frame completes with this frame status / SCSI status
+  // instead of its real result (the work is not done).
+  struct forced_status {
+    std::uint8_t cmd_status = 0, scsi_status = 0;
+  };
+  std::deque<forced_status> force_status;
+  // Sense the next pass-through completion carries: `sense_bytes` stored (at
+  // most as many as the frame asked for), header sense_len = `sense_len_said`
+  // (a lie when it differs: truncated or inflated). Completes with
+  // DONE_WITH_ERROR + CHECK CONDITION.
+  struct forced_sense {
+    std::vector<std::uint8_t> bytes;
+    std::uint8_t sense_len_said = 0;
+  };
+  std::deque<forced_sense> force_sense;
+  // DCMD payload tamper hook: may rewrite, truncate or inflate the bytes a
+  // DCMD returns (and its frame status) before they are copied to the host.
+  std::function<void(std::uint32_t opcode, std::vector<std::uint8_t>& out, std::uint8_t& cmd_status)> dcmd_hook;
 
   // ---- counters ----
   struct counters_t {
@@ -137,8 +162,20 @@ class fake_mfi_controller {
     std::uint64_t irqs = 0, completions = 0, inquiries = 0;
     std::uint64_t error_good = 0;     // DONE_WITH_ERROR + GOOD answers given (error_good_next)
     std::uint64_t queue_port_zero = 0;  // queue port writes naming frame address 0
+    std::uint64_t injected_contexts = 0;  // inject_contexts written to the reply queue
     std::vector<std::string> errors;  // protocol violations by the driver
   } c;
+
+  // PCI bus mastering (set by the platform): off, the device can neither
+  // fetch frames nor complete the ones it holds - they are gone.
+  void set_bus_master(bool on) {
+    bus_master_ = on;
+    if (!on) {
+      held_.clear();
+      dropped_.clear();
+    }
+  }
+  bool bus_master() const { return bus_master_; }
 
   std::uint32_t pending_irqs = 0;
   std::uint32_t intr_mask() const { return intr_mask_; }
@@ -150,6 +187,11 @@ class fake_mfi_controller {
     switch (off) {
       case mfi::reg::outbound_msg0:
       case mfi::reg::outbound_scratch_pad: {
+        if (!status_words.empty()) {
+          const std::uint32_t w = status_words.front();
+          status_words.pop_front();
+          return w;
+        }
         std::uint32_t st = state_;
         if (fault) st = 0xf0000000u;
         else if (!boot_states.empty()) {
@@ -163,6 +205,7 @@ class fake_mfi_controller {
     }
   }
   void mmio_write(std::size_t off, std::uint32_t v) {
+    if (removed) return;  // surprise removal: writes go nowhere
     switch (off) {
       case mfi::reg::inbound_doorbell:
         if (v & mfi::idb::abort) abort_all();
@@ -245,6 +288,7 @@ class fake_mfi_controller {
   }
 
   void handle_frame(std::uint32_t v) {
+    if (!bus_master_) return;  // cannot even fetch the frame
     const std::uint64_t fa = v & ~0x1fu;
     // QEMU maps 2 KiB from the frame address; an unmapped tail drops the command.
     std::uint8_t* f = dma_.translate(fa, 2048);
@@ -270,6 +314,29 @@ class fake_mfi_controller {
         if (drop_next != 0) {
           --drop_next;
           dropped_.push_back({fa, ctx});
+          return;
+        }
+        if (!force_status.empty()) {
+          const forced_status fs = force_status.front();
+          force_status.pop_front();
+          finish(fa, ctx, fs.cmd_status, fs.scsi_status);
+          return;
+        }
+        if (!force_sense.empty() && h.frame_cmd >= mfi::cmd::ld_scsi_io) {
+          forced_sense fs = std::move(force_sense.front());
+          force_sense.pop_front();
+          mfi::pass_frame p;
+          std::memcpy(&p, f, sizeof p);
+          const std::uint64_t sa = (std::uint64_t{p.sense_addr_hi} << 32) | p.sense_addr_lo;
+          // A device stores at most what the frame asked for (its sense_len).
+          const std::size_t n = fs.bytes.size() < h.sense_len ? fs.bytes.size() : h.sense_len;
+          if (n != 0) {
+            std::uint8_t* sb = dma_.translate(sa, n);
+            if (sb == nullptr) err("sense buffer not mapped");
+            else std::memcpy(sb, fs.bytes.data(), n);
+          }
+          f[1] = fs.sense_len_said;
+          finish(fa, ctx, mfi::stat::scsi_done_with_error, scsi::scsi_status::check_condition);
           return;
         }
         if (error_good_next != 0) {
@@ -300,7 +367,17 @@ class fake_mfi_controller {
   }
 
   void post_context(std::uint64_t ctx) {
+    while (!inject_contexts.empty()) {
+      const std::uint32_t bad = inject_contexts.front();
+      inject_contexts.pop_front();
+      ++c.injected_contexts;
+      post_one(bad);
+    }
     ++c.completions;
+    post_one(ctx);
+  }
+
+  void post_one(std::uint64_t ctx) {
     if (rq_ == 0) return;
     auto* q = at<std::uint32_t>(rq_ + head_ * 4u);
     if (q == nullptr) {
@@ -452,8 +529,11 @@ class fake_mfi_controller {
       default: return mfi::stat::ok;
     }
     if (s.total < out.size() && d.opcode == mfi::dcmd::ctrl_get_info) return mfi::stat::invalid_parameter;
+    std::uint8_t st = mfi::stat::ok;
+    if (dcmd_hook) dcmd_hook(d.opcode, out, st);
+    // Never more than the SGE holds: a device cannot write past what it was given.
     move(s, out.data(), out.size() < s.total ? out.size() : s.total, true);
-    return mfi::stat::ok;
+    return st;
   }
 
   std::uint8_t do_abort(std::uint8_t* f) {
@@ -596,6 +676,7 @@ class fake_mfi_controller {
   std::uint32_t intr_mask_ = 0xffffffffu;
   std::uint64_t rq_ = 0, pi_ = 0, ci_ = 0;
   std::uint32_t head_ = 0;
+  bool bus_master_ = true;
   std::vector<fake_disk> disks_;
   std::deque<std::uint32_t> held_;
   std::vector<dropped_cmd> dropped_;
@@ -641,8 +722,16 @@ class fake_mfi_platform {
   }
   status enable_bus_master() {
     bus_master = true;
+    ctl_.set_bus_master(true);
     return ok_status;
   }
+  status disable_bus_master() {
+    bus_master = false;
+    ++bus_master_disables;
+    ctl_.set_bus_master(false);
+    return ok_status;
+  }
+  std::uint64_t bus_master_disables = 0;
   result<dma_region> dma_alloc(std::size_t n, std::uint64_t limit) { return dma_.alloc(n, limit); }
   status dma_free(const dma_region& r) { return dma_.free(r); }
   result<std::uint32_t> irq_enable() { return vectors; }

@@ -272,7 +272,10 @@ class controller {
     const bool owned = tags_.in_flight() != 0;
     if (owned && regs_ok_) regs_.write32(mfi::reg::inbound_doorbell, mfi::idb::reset_flags);
     if (regs_ok_) regs_.write32(mfi::reg::outbound_intr_mask, 0xffffffffu);
-    if (owned) fail_all({errc::io_error, "controller stopped with the command in flight"}, true);
+    if (owned) {
+      fence_dma();  // in case the firmware did not hear the abort (start() enables it again)
+      fail_all({errc::io_error, "controller stopped with the command in flight"}, true);
+    }
     release();
     return first;
   }
@@ -515,6 +518,9 @@ class controller {
     operational_ = false;
     regs_.write32(mfi::reg::inbound_doorbell, mfi::idb::reset_flags);
     const status ready = to_ready();
+    // A firmware that never came back may still hold our frames and DMA to
+    // their buffers once they are handed back: cut it off first.
+    if (!ready) fence_dma();
     // Collect what was in flight, then free every tag: old contexts can no
     // longer be delivered. (reissue_ was sized at start: no allocation and no
     // large stack array here - a dext's stack is small.)
@@ -546,7 +552,9 @@ class controller {
     io_in_flight_ = 0;
     if (!ready) return ready;
     io_in_flight_ = nre;
-    const status init = init_queues();
+    // Back on after an earlier failed reset cut it (no-op otherwise).
+    status init = plat_->enable_bus_master();
+    if (init) init = init_queues();
     if (!init) {
       // The candidates hold no tag now: fail them here or nobody ever will.
       for (std::uint32_t i = 0; i < nre; ++i) {
@@ -1191,6 +1199,17 @@ class controller {
     if (!s.internal && !s.kind_abort) --io_in_flight_;
     finish_slot(si, c);
     return 1;
+  }
+
+  // Cuts the device off from host memory (PCI command register, bus master
+  // off) when the platform offers it: the last resort when the firmware could
+  // not be told to drop its frames. start() enables bus mastering again.
+  void fence_dma() noexcept {
+    if constexpr (requires(P& p) {
+                    { p.disable_bus_master() } -> std::same_as<status>;
+                  }) {
+      if (plat_ != nullptr && !plat_->disable_bus_master()) last_error_ = {errc::io_error, "could not disable bus mastering"};
+    }
   }
 
   // stop(): every occupied tag ends now, once. The device was already told to
