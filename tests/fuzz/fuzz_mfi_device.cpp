@@ -26,7 +26,7 @@
 //  - after stop() every DMA region the core allocated is freed;
 //  - bounded run time: virtual time only; libFuzzer's -timeout catches a hang.
 //
-// Build: clang++ -std=c++20 -fsanitize=fuzzer,address,undefined (run_fuzz_mfi.sh).
+// Build: clang++ -std=c++20 -fsanitize=fuzzer,address,undefined (run_fuzz.sh <...> fuzz_mfi_device).
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <cstdint>

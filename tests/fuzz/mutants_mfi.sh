@@ -17,7 +17,8 @@ run() {
   if ! grep -qF "$from" "$WORK/$file"; then echo "$name: pattern not found (update mutants_mfi.sh)"; failed=1; return; fi
   python3 -c "import sys;p=sys.argv[1];s=open(p).read();open(p,'w').write(s.replace(sys.argv[2],sys.argv[3],1))" \
     "$WORK/$file" "$from" "$to"
-  if sh "$WORK/tests/fuzz/run_fuzz_mfi.sh" "$CXX" "$WORK" "$WORK/fz" "$SECS" > "$WORK.log" 2>&1; then
+  if sh "$WORK/tests/fuzz/run_fuzz.sh" "$CXX" "$WORK" "$WORK/fz" "$SECS" fuzz_mfi_device \
+    "$WORK/tests/fuzz/corpus/mfi_device" > "$WORK.log" 2>&1; then
     echo "$name: NOT caught"; failed=1
   else
     echo "$name: caught: $(grep -m1 'fuzz_mfi_device:' "$WORK.log")"
