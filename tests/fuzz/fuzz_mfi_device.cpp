@@ -180,6 +180,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   fake_mfi_controller ctl(dma, max_cmds, max_sge);
   const std::uint32_t ndisks = in.ConsumeIntegralInRange<std::uint32_t>(0, 3);
   for (std::uint32_t i = 0; i < ndisks; ++i) ctl.add_disk(static_cast<std::uint8_t>(i), 64 + i * 32);
+  ctl.jbod = in.ConsumeBool();  // disks as SYSTEM physical drives, no LDs
   fake_mfi_platform plat(dma, ctl);
   if (in.ConsumeBool()) plat.device_id = 0x0060;  // SAS1078 register layout
   ctl.pci_device = plat.device_id;

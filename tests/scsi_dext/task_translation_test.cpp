@@ -411,7 +411,16 @@ TEST(ScsiDextResponse, CheckConditionCarriesAutoSense) {
 TEST(ScsiDextResponse, MissingTargetIsDeviceNotPresent) {
   rig r;
   r.start();
-  ASSERT_TRUE(r.eng.process(cdb_task(r.map(), 9, {0, 0, 0, 0, 0, 0}), {}, nullptr).in_process);
+  // Not a target the controller presented: answered at once, nothing sent.
+  const auto posted = r.pci.posted.size();
+  auto o = r.eng.process(cdb_task(r.map(), 9, {0, 0, 0, 0, 0, 0}), {}, nullptr);
+  ASSERT_FALSE(o.in_process);
+  EXPECT_EQ(o.response.service, dx::service_response::service_delivery_or_target_failure);
+  EXPECT_EQ(o.response.failure, dx::host_failure::device_not_present);
+  EXPECT_EQ(r.pci.posted.size(), posted);
+  // One the firmware says is gone (DEVICE_NOT_FOUND): the same answer.
+  r.ctl.force_status.push_back({mfi::stat::device_not_found, 0});
+  ASSERT_TRUE(r.eng.process(cdb_task(r.map(), 1, {0, 0, 0, 0, 0, 0}), {}, nullptr).in_process);
   r.eng.service();
   ASSERT_EQ(r.responses.size(), 1u);
   EXPECT_EQ(r.responses[0].service, dx::service_response::service_delivery_or_target_failure);

@@ -187,11 +187,18 @@ TEST(MegaraidDriver, ScsiCommandsOnEveryTarget) {
     ASSERT_TRUE(sense.ok());
     EXPECT_EQ(sense->key, 0);
   }
-  // A target that is not there: MFI status decoded.
+  // A target the controller did not present: refused before anything is sent.
   dkq::scsi::cdb_bytes c;
+  const auto frames = r.ctl.c.frames;
   auto bad = r.drv.scsi_command(9, c, dkq::scsi::test_unit_ready(c), 0);
+  EXPECT_EQ(bad.st.code(), errc::not_found);
+  EXPECT_EQ(r.ctl.c.frames, frames);
+  // One the firmware says is not there (after the list was read): MFI
+  // DEVICE_NOT_FOUND decoded as a not-found error.
+  r.ctl.force_status.push_back({dkq::scsi::mfi::stat::device_not_found, 0});
+  bad = r.drv.scsi_command(0, c, dkq::scsi::test_unit_ready(c), 0);
   EXPECT_EQ(bad.mfi_status, dkq::scsi::mfi::stat::device_not_found);
-  EXPECT_FALSE(bad.st.ok());
+  EXPECT_EQ(bad.st.code(), errc::not_found);
   // Unknown opcode: CHECK CONDITION with sense decoded to text.
   c = {};
   c[0] = 0xc7;
@@ -813,6 +820,95 @@ TEST(MegaraidDriver, FrameAboveTheQueuePortsReachIsNeverPosted) {
   EXPECT_TRUE(r.ctl.c.errors.empty());
   EXPECT_EQ(r.dma.live(), 0u);
   EXPECT_FALSE(r.drv.operational());
+}
+
+// ---- issue #13 item 11: targets the controller presented, JBOD drives --------------
+
+mr::request pd_rw(std::uint8_t target, bool write, std::uint32_t lba, std::uint16_t blocks, const dkq::dma_region& b) {
+  mr::request q;
+  q.kind = mr::op::pd_scsi;
+  q.target = target;
+  q.cdb_len = dkq::scsi::read_write(q.cdb, write, lba, blocks, false).value_or(0);
+  q.dir = write ? dkq::dma_direction::to_device : dkq::dma_direction::from_device;
+  q.data = dkq::dma_region{b.cpu, b.device, std::size_t{blocks} * 512};
+  return q;
+}
+
+// QEMU megasas use_jbod=on (and MegaRAID firmware in JBOD mode): no logical
+// drives, every disk a SYSTEM physical drive, driven through PD SCSI IO frames.
+TEST(MegaraidDriver, JbodSystemDrivesAreTargetsThroughPdFrames) {
+  rig r;
+  r.ctl.jbod = true;
+  mr::options o;
+  o.use_interrupts = false;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  EXPECT_TRUE(r.drv.logical_drives().empty());
+  ASSERT_EQ(r.drv.physical_drives().size(), 2u);
+  for (std::uint8_t t = 0; t < 2; ++t) {
+    const mr::physical_drive* pd = r.drv.physical_drive_at(t);
+    ASSERT_NE(pd, nullptr);
+    EXPECT_TRUE(pd->system);
+    EXPECT_EQ(pd->fw_state, dkq::scsi::mfi::pd_state::system);
+    EXPECT_EQ(pd->device_id, t << 8);  // QEMU's encoding: SCSI id << 8 | LUN
+    EXPECT_EQ(pd->sectors, 2048u + t * 1024u);
+  }
+  EXPECT_EQ(r.ctl.c.pd_infos, 2u);
+  auto buf = r.buffer(8192);
+  // An LD frame to a disk that is not a logical drive: refused, nothing sent.
+  const auto frames = r.ctl.c.frames;
+  mr::request ld;
+  ld.kind = mr::op::ld_write;
+  ld.target = 1;
+  ld.blocks = 1;
+  ld.data = dkq::dma_region{buf.cpu, buf.device, 512};
+  EXPECT_EQ(r.drv.submit(ld).code(), errc::not_found);
+  EXPECT_EQ(r.drv.read_capacity(1).error().code(), errc::not_found);
+  EXPECT_EQ(r.drv.synchronize_cache(1, true).st.code(), errc::not_found);
+  EXPECT_EQ(r.ctl.c.frames, frames);
+  EXPECT_EQ(r.ctl.c.ld_frames, 0u);
+  // Through PD frames: write, read back, capacity, SYNCHRONIZE CACHE.
+  std::vector<std::uint8_t> pattern(4096);
+  for (std::size_t i = 0; i < pattern.size(); ++i) pattern[i] = static_cast<std::uint8_t>(i * 31 + 7);
+  std::memcpy(buf.cpu, pattern.data(), pattern.size());
+  auto w = r.drv.execute(pd_rw(1, true, 100, 8, buf));
+  ASSERT_TRUE(w.st.ok()) << w.st.message();
+  EXPECT_EQ(std::memcmp(r.ctl.disk(1)->data.data() + 100 * 512, pattern.data(), pattern.size()), 0);
+  std::memset(buf.cpu, 0, 8192);
+  auto rd = r.drv.execute(pd_rw(1, false, 100, 8, buf));
+  ASSERT_TRUE(rd.st.ok());
+  EXPECT_EQ(std::memcmp(buf.cpu, pattern.data(), pattern.size()), 0);
+  auto cap = r.drv.read_capacity(1, true);
+  ASSERT_TRUE(cap.ok());
+  EXPECT_EQ(cap->blocks, 3072u);
+  EXPECT_TRUE(r.drv.synchronize_cache(1, true, true).st.ok());  // (16) rejected, (10) reaches the disk
+  EXPECT_TRUE(r.drv.synchronize_cache(1, true, true).st.ok());  // remembered: (10) at once
+  EXPECT_EQ(r.ctl.c.sync16, 1u);
+  EXPECT_EQ(r.ctl.c.sync10, 2u);
+  EXPECT_EQ(r.ctl.c.ld_frames, 0u);
+  EXPECT_GE(r.ctl.c.pd_frames, 5u);
+  // A PD the controller did not list: refused before anything is sent.
+  EXPECT_EQ(r.drv.execute(pd_rw(7, false, 0, 1, buf)).st.code(), errc::not_found);
+  EXPECT_TRUE(r.ctl.c.errors.empty());
+}
+
+TEST(MegaraidDriver, RaidModePhysicalDrivesAreNotSystemDrives) {
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  ASSERT_EQ(r.drv.physical_drives().size(), 2u);
+  for (const auto& pd : r.drv.physical_drives()) {
+    EXPECT_FALSE(pd.system);
+    EXPECT_EQ(pd.fw_state, dkq::scsi::mfi::pd_state::online);
+  }
+  // A controller without PD_GET_INFO: states unknown, bring-up unaffected.
+  rig q;
+  q.ctl.pd_get_info_supported = false;
+  ASSERT_TRUE(q.drv.start(q.plat, o).ok());
+  for (const auto& pd : q.drv.physical_drives()) {
+    EXPECT_FALSE(pd.system);
+    EXPECT_EQ(pd.fw_state, 0xffffu);
+  }
 }
 
 }  // namespace

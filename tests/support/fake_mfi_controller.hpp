@@ -126,6 +126,10 @@ class fake_mfi_controller {
   bool corrupt_producer = false;           // next completion writes an impossible pi
   bool stuck = false;                      // state machine never reaches READY
   std::uint16_t pci_device = 0x0079;       // what CTRL_GET_INFO reports
+  // JBOD mode, like QEMU's megasas use_jbod=on: no logical drives, every disk
+  // a SYSTEM physical drive; LD frames answer DEVICE_NOT_FOUND.
+  bool jbod = false;
+  bool pd_get_info_supported = true;       // else PD_GET_INFO answers INVALID_DCMD
   bool fault_after_reset = false;          // a soft reset leaves the firmware in FAULT
   std::uint32_t fail_inits = 0;            // the next N INIT frames fail (INVALID_PARAMETER)
   std::uint32_t error_good_next = 0;       // next N I/O frames: DONE_WITH_ERROR + GOOD, work not done
@@ -163,6 +167,7 @@ class fake_mfi_controller {
     std::uint64_t error_good = 0;     // DONE_WITH_ERROR + GOOD answers given (error_good_next)
     std::uint64_t queue_port_zero = 0;  // queue port writes naming frame address 0
     std::uint64_t injected_contexts = 0;  // inject_contexts written to the reply queue
+    std::uint64_t pd_frames = 0, ld_frames = 0, pd_infos = 0;  // PD / LD SCSI IO frames and read/write frames
     std::vector<std::string> errors;  // protocol violations by the driver
   } c;
 
@@ -492,15 +497,15 @@ class fake_mfi_controller {
         put16(1466, static_cast<std::uint16_t>(fw_sge_));
         const std::uint32_t mrs = 0xffff;
         std::memcpy(&out[1468], &mrs, 4);
-        put16(1472, static_cast<std::uint16_t>(disks_.size()));
+        put16(1472, static_cast<std::uint16_t>(jbod ? 0 : disks_.size()));
         put16(1478, static_cast<std::uint16_t>(disks_.size()));
         break;
       }
       case mfi::dcmd::ld_get_list: {
         out.assign(8 + 64 * 16, 0);
-        const std::uint32_t n = static_cast<std::uint32_t>(disks_.size());
+        const std::uint32_t n = jbod ? 0 : static_cast<std::uint32_t>(disks_.size());
         std::memcpy(&out[0], &n, 4);
-        for (std::size_t i = 0; i < disks_.size(); ++i) {
+        for (std::size_t i = 0; i < n; ++i) {
           mfi::ld_list_entry e{};
           e.target_id = disks_[i].target;
           e.state = mfi::ld_state_optimal;
@@ -519,6 +524,22 @@ class fake_mfi_controller {
           std::memcpy(&out[8 + i * 24], &id, 2);
           out[8 + i * 24 + 5] = disks_[i].target;
         }
+        break;
+      }
+      case mfi::dcmd::pd_get_info: {
+        ++c.pd_infos;
+        if (!pd_get_info_supported) return mfi::stat::invalid_dcmd;
+        std::uint16_t id;
+        std::memcpy(&id, d.mbox, 2);
+        fake_disk* pd = disk(static_cast<std::uint8_t>(id >> 8));  // QEMU: device ID = SCSI id << 8 | LUN
+        if (pd == nullptr || (id & 0xff) != 0) return mfi::stat::device_not_found;
+        out.assign(mfi::pd_info::size, 0);
+        std::memcpy(&out[mfi::pd_info::device_id], &id, 2);
+        const std::uint16_t st = jbod ? mfi::pd_state::system : mfi::pd_state::online;
+        std::memcpy(&out[mfi::pd_info::fw_state], &st, 2);
+        const std::uint64_t n = pd->blocks();
+        std::memcpy(&out[mfi::pd_info::raw_size], &n, 8);
+        std::memcpy(&out[mfi::pd_info::coerced_size], &n, 8);
         break;
       }
       case mfi::dcmd::ctrl_cache_flush: ++c.cache_flushes; return mfi::stat::ok;
@@ -556,7 +577,8 @@ class fake_mfi_controller {
   std::uint8_t do_io(std::uint8_t* f, const mfi::frame_header& h) {
     mfi::io_frame io;
     std::memcpy(&io, f, sizeof io);
-    fake_disk* d = disk(h.target_id);
+    ++c.ld_frames;
+    fake_disk* d = jbod ? nullptr : disk(h.target_id);
     if (d == nullptr || h.lun_id != 0) return mfi::stat::device_not_found;
     const std::uint64_t lba = (std::uint64_t{io.start_lba_hi} << 32) | io.start_lba_lo;
     const std::uint64_t bytes = std::uint64_t{h.data_len} * d->block_size;
@@ -595,7 +617,10 @@ class fake_mfi_controller {
   std::uint8_t do_scsi(std::uint8_t* f, const mfi::frame_header& h, std::uint8_t& ss) {
     mfi::pass_frame p;
     std::memcpy(&p, f, sizeof p);
-    fake_disk* d = disk(h.target_id);
+    const bool physical = h.frame_cmd == mfi::cmd::pd_scsi_io;
+    (physical ? c.pd_frames : c.ld_frames)++;
+    // QEMU: LD frames find nothing in JBOD mode (megasas_handle_scsi).
+    fake_disk* d = (jbod && !physical) || h.lun_id != 0 ? nullptr : disk(h.target_id);
     if (d == nullptr) return mfi::stat::device_not_found;
     auto check = [&](std::uint8_t key, std::uint8_t asc) {
       sense(f, key, asc);

@@ -138,6 +138,19 @@ struct physical_drive {
   std::uint8_t slot = 0;
   std::uint8_t scsi_type = 0;
   std::uint64_t sas_address = 0;
+  // Where a PD SCSI IO frame addresses it. MegaRAID firmware takes the
+  // device ID in the frame's 8-bit target field (Linux megaraid_sas_base.c,
+  // megasas_build_dcdb: pthru->target_id = device_id); QEMU's model encodes
+  // SCSI id << 8 | LUN as the device ID (hw/scsi/megasas.c,
+  // megasas_dcmd_pd_get_list) and finds the drive by target = SCSI id, LUN
+  // (megasas_handle_scsi). A device ID that fits 8 bits is the target; a
+  // wider one is read the QEMU way.
+  std::uint8_t target = 0;
+  std::uint8_t lun = 0;
+  std::uint16_t fw_state = 0xffff;  // mfi::pd_state (PD_GET_INFO); 0xffff: not known
+  bool system = false;              // exposed to the host as is (JBOD): the only PDs we move data on
+  std::uint64_t sectors = 0;        // coerced size from PD_GET_INFO (0: not known)
+  bool sync16_rejected = false;     // SYNCHRONIZE CACHE (16) came back INVALID OPCODE
 };
 
 struct completion {
@@ -287,6 +300,10 @@ class controller {
   std::span<const physical_drive> physical_drives() const noexcept { return {pds_, pd_count_}; }
   std::uint32_t in_flight() const noexcept { return io_in_flight_; }
   bool operational() const noexcept { return operational_; }
+  // The LD with this target ID, or the PD a PD SCSI IO frame reaches at
+  // (target, LUN 0); nullptr when the controller presented none.
+  const logical_drive* logical_drive_at(std::uint8_t target) const noexcept { return find_ld(target); }
+  const physical_drive* physical_drive_at(std::uint8_t target) const noexcept { return find_pd(target, 0); }
 
   // ---- asynchronous I/O ---------------------------------------------------------------
   // Builds and posts one frame. errc::no_space when the queue depth (or the
@@ -433,17 +450,18 @@ class controller {
     return pg->payload.size();
   }
 
-  result<scsi::capacity> read_capacity(std::uint8_t target) noexcept {
+  result<scsi::capacity> read_capacity(std::uint8_t target, bool physical = false) noexcept {
     scsi::cdb_bytes c;
-    completion r = scsi_command(target, c, scsi::read_capacity_10(c), 8);
+    completion r = scsi_command(target, c, scsi::read_capacity_10(c), 8, dma_direction::from_device, physical);
     if (!r.st) return r.st;
     auto cap = scsi::parse_read_capacity_10(scratch(), 8);
     if (!cap || !cap->needs_16) return cap;
-    return read_capacity_16(target);
+    return read_capacity_16(target, physical);
   }
-  result<scsi::capacity> read_capacity_16(std::uint8_t target) noexcept {
+  result<scsi::capacity> read_capacity_16(std::uint8_t target, bool physical = false) noexcept {
     scsi::cdb_bytes c;
-    completion r = scsi_command(target, c, scsi::read_capacity_16(c, 32), 32);
+    completion r =
+        scsi_command(target, c, scsi::read_capacity_16(c, 32), 32, dma_direction::from_device, physical);
     if (!r.st) return r.st;
     return scsi::parse_read_capacity_16(scratch(), 32);
   }
@@ -464,9 +482,12 @@ class controller {
   // complete only on its answer. The 16-byte form first when asked; if the
   // device rejects it as an invalid opcode (QEMU's scsi-disk does) it is
   // retried as the 10-byte form and the drive remembers that.
-  completion synchronize_cache(std::uint8_t target, bool use16) noexcept {
-    logical_drive* ld = find_ld(target);
-    const bool try16 = use16 && !(ld != nullptr && ld->sync16_rejected);
+  // `physical`: to a physical (system) drive in a PD SCSI IO frame.
+  completion synchronize_cache(std::uint8_t target, bool use16, bool physical = false) noexcept {
+    logical_drive* ld = physical ? nullptr : find_ld(target);
+    physical_drive* pd = physical ? find_pd(target, 0) : nullptr;
+    bool* rejected = ld != nullptr ? &ld->sync16_rejected : pd != nullptr ? &pd->sync16_rejected : nullptr;
+    const bool try16 = use16 && !(rejected != nullptr && *rejected);
     scsi::cdb_bytes c;
     auto len = scsi::synchronize_cache(c, try16);
     completion r;
@@ -476,14 +497,14 @@ class controller {
     }
     ++stats_.sync_cache_sent;
     if (!try16) ++stats_.sync_cache_10;
-    r = scsi_command(target, c, *len, 0, dma_direction::to_device);
+    r = scsi_command(target, c, *len, 0, dma_direction::to_device, physical);
     if (try16 && r.sense_valid && r.sense.key == scsi::sense_key::illegal_request && r.sense.asc == 0x20) {
-      if (ld != nullptr) ld->sync16_rejected = true;
+      if (rejected != nullptr) *rejected = true;
       ++stats_.sync16_fallbacks;
       len = scsi::synchronize_cache(c, false);
       ++stats_.sync_cache_sent;
       ++stats_.sync_cache_10;
-      r = scsi_command(target, c, *len, 0, dma_direction::to_device);
+      r = scsi_command(target, c, *len, 0, dma_direction::to_device, physical);
     }
     return r;
   }
@@ -961,7 +982,31 @@ class controller {
       d.slot = e[5];
       d.scsi_type = e[6];
       std::memcpy(&d.sas_address, e + 8, 8);
+      if (d.device_id <= 0xff) {
+        d.target = static_cast<std::uint8_t>(d.device_id);
+      } else {
+        d.target = static_cast<std::uint8_t>(d.device_id >> 8);
+        d.lun = static_cast<std::uint8_t>(d.device_id);
+      }
       pds_[pd_count_++] = d;
+    }
+    // Each drive's firmware state: only SYSTEM drives are the host's to use.
+    // A controller that does not answer PD_GET_INFO leaves the state unknown
+    // (and the drive not a system drive); that is not a bring-up failure.
+    for (std::uint32_t i = 0; i < pd_count_; ++i) {
+      physical_drive& d = pds_[i];
+      std::uint8_t m[12] = {};
+      std::memcpy(m, &d.device_id, 2);
+      if (!dcmd(mfi::dcmd::pd_get_info, m, mfi::pd_info::size, dma_direction::from_device)) continue;
+      const std::uint8_t* q = scratch();
+      std::uint16_t id, state;
+      std::memcpy(&id, q + mfi::pd_info::device_id, 2);
+      if (id != d.device_id) continue;  // an answer about another drive is no answer
+      std::memcpy(&state, q + mfi::pd_info::fw_state, 2);
+      std::memcpy(&d.sectors, q + mfi::pd_info::coerced_size, 8);
+      if (d.sectors == 0) std::memcpy(&d.sectors, q + mfi::pd_info::raw_size, 8);
+      d.fw_state = state;
+      d.system = state == mfi::pd_state::system;
     }
     return ok_status;
   }
@@ -1046,6 +1091,12 @@ class controller {
     const bool ld = r.kind != op::pd_scsi;
     if (ld && (r.target >= mfi::max_ld || r.lun != 0))
       return {errc::invalid_argument, "logical drives are targets 0..63, LUN 0", r.target};
+    // Only what the controller presented: a frame to anything else could
+    // reach a disk the firmware did not offer to the host (issue #13 item 11).
+    if (ld && find_ld(r.target) == nullptr)
+      return {errc::not_found, "target is not a logical drive of this controller", r.target};
+    if (!ld && find_pd(r.target, r.lun) == nullptr)
+      return {errc::not_found, "target is not a physical drive of this controller", r.target};
     if (r.kind == op::ld_read || r.kind == op::ld_write) {
       if (r.blocks == 0 || !r.data.valid())
         return {errc::invalid_argument, "LD read/write needs blocks and a data buffer"};
@@ -1347,6 +1398,19 @@ class controller {
     for (std::uint32_t i = 0; i < ld_count_; ++i)
       if (lds_[i].target == target) return &lds_[i];
     return nullptr;
+  }
+  const logical_drive* find_ld(std::uint8_t target) const noexcept {
+    for (std::uint32_t i = 0; i < ld_count_; ++i)
+      if (lds_[i].target == target) return &lds_[i];
+    return nullptr;
+  }
+  const physical_drive* find_pd(std::uint8_t target, std::uint8_t lun) const noexcept {
+    for (std::uint32_t i = 0; i < pd_count_; ++i)
+      if (pds_[i].target == target && pds_[i].lun == lun) return &pds_[i];
+    return nullptr;
+  }
+  physical_drive* find_pd(std::uint8_t target, std::uint8_t lun) noexcept {
+    return const_cast<physical_drive*>(static_cast<const controller*>(this)->find_pd(target, lun));
   }
 
   void release() noexcept {

@@ -399,7 +399,7 @@ inline response_view reject_response(const task_view& t, const status& why) noex
     r.why = why;
     return r;
   }
-  if (why.code() == errc::not_initialized || why.code() == errc::removed)
+  if (why.code() == errc::not_initialized || why.code() == errc::removed || why.code() == errc::not_found)
     return failure_response(t, host_failure::device_not_present, why);
   return failure_response(t, host_failure::delivery_failure, why);
 }
