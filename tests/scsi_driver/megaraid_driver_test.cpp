@@ -850,9 +850,8 @@ TEST(MegaraidDriver, JbodSystemDrivesAreTargetsThroughPdFrames) {
     EXPECT_TRUE(pd->system);
     EXPECT_EQ(pd->fw_state, dkq::scsi::mfi::pd_state::system);
     EXPECT_EQ(pd->device_id, t << 8);  // QEMU's encoding: SCSI id << 8 | LUN
-    EXPECT_EQ(pd->sectors, 2048u + t * 1024u);
   }
-  EXPECT_EQ(r.ctl.c.pd_infos, 2u);
+  EXPECT_EQ(r.ctl.c.pd_queries, 1u);
   auto buf = r.buffer(8192);
   // An LD frame to a disk that is not a logical drive: refused, nothing sent.
   const auto frames = r.ctl.c.frames;
@@ -897,14 +896,14 @@ TEST(MegaraidDriver, RaidModePhysicalDrivesAreNotSystemDrives) {
   o.use_interrupts = false;
   ASSERT_TRUE(r.drv.start(r.plat, o).ok());
   ASSERT_EQ(r.drv.physical_drives().size(), 2u);
-  for (const auto& pd : r.drv.physical_drives()) {
-    EXPECT_FALSE(pd.system);
-    EXPECT_EQ(pd.fw_state, dkq::scsi::mfi::pd_state::online);
-  }
-  // A controller without PD_GET_INFO: states unknown, bring-up unaffected.
+  for (const auto& pd : r.drv.physical_drives()) EXPECT_FALSE(pd.system);
+  EXPECT_EQ(r.ctl.c.pd_queries, 1u);
+  // A controller that does not know the query: no system drives, bring-up unaffected.
   rig q;
-  q.ctl.pd_get_info_supported = false;
+  q.ctl.jbod = true;
+  q.ctl.pd_list_query_supported = false;
   ASSERT_TRUE(q.drv.start(q.plat, o).ok());
+  ASSERT_EQ(q.drv.physical_drives().size(), 2u);
   for (const auto& pd : q.drv.physical_drives()) {
     EXPECT_FALSE(pd.system);
     EXPECT_EQ(pd.fw_state, 0xffffu);

@@ -129,7 +129,7 @@ class fake_mfi_controller {
   // JBOD mode, like QEMU's megasas use_jbod=on: no logical drives, every disk
   // a SYSTEM physical drive; LD frames answer DEVICE_NOT_FOUND.
   bool jbod = false;
-  bool pd_get_info_supported = true;       // else PD_GET_INFO answers INVALID_DCMD
+  bool pd_list_query_supported = true;     // else PD_LIST_QUERY answers INVALID_DCMD
   bool fault_after_reset = false;          // a soft reset leaves the firmware in FAULT
   std::uint32_t fail_inits = 0;            // the next N INIT frames fail (INVALID_PARAMETER)
   std::uint32_t error_good_next = 0;       // next N I/O frames: DONE_WITH_ERROR + GOOD, work not done
@@ -167,7 +167,7 @@ class fake_mfi_controller {
     std::uint64_t error_good = 0;     // DONE_WITH_ERROR + GOOD answers given (error_good_next)
     std::uint64_t queue_port_zero = 0;  // queue port writes naming frame address 0
     std::uint64_t injected_contexts = 0;  // inject_contexts written to the reply queue
-    std::uint64_t pd_frames = 0, ld_frames = 0, pd_infos = 0;  // PD / LD SCSI IO frames and read/write frames
+    std::uint64_t pd_frames = 0, ld_frames = 0, pd_queries = 0;  // PD / LD SCSI IO frames and read/write frames
     std::vector<std::string> errors;  // protocol violations by the driver
   } c;
 
@@ -514,32 +514,14 @@ class fake_mfi_controller {
         }
         break;
       }
-      case mfi::dcmd::pd_get_list: {
-        out.assign(8 + disks_.size() * 24, 0);
-        const std::uint32_t n = static_cast<std::uint32_t>(disks_.size()), size = static_cast<std::uint32_t>(out.size());
-        std::memcpy(&out[0], &size, 4);
-        std::memcpy(&out[4], &n, 4);
-        for (std::size_t i = 0; i < disks_.size(); ++i) {
-          const std::uint16_t id = static_cast<std::uint16_t>(disks_[i].target << 8);
-          std::memcpy(&out[8 + i * 24], &id, 2);
-          out[8 + i * 24 + 5] = disks_[i].target;
-        }
-        break;
-      }
-      case mfi::dcmd::pd_get_info: {
-        ++c.pd_infos;
-        if (!pd_get_info_supported) return mfi::stat::invalid_dcmd;
-        std::uint16_t id;
-        std::memcpy(&id, d.mbox, 2);
-        fake_disk* pd = disk(static_cast<std::uint8_t>(id >> 8));  // QEMU: device ID = SCSI id << 8 | LUN
-        if (pd == nullptr || (id & 0xff) != 0) return mfi::stat::device_not_found;
-        out.assign(mfi::pd_info::size, 0);
-        std::memcpy(&out[mfi::pd_info::device_id], &id, 2);
-        const std::uint16_t st = jbod ? mfi::pd_state::system : mfi::pd_state::online;
-        std::memcpy(&out[mfi::pd_info::fw_state], &st, 2);
-        const std::uint64_t n = pd->blocks();
-        std::memcpy(&out[mfi::pd_info::raw_size], &n, 8);
-        std::memcpy(&out[mfi::pd_info::coerced_size], &n, 8);
+      case mfi::dcmd::pd_get_list: out = pd_list(); break;
+      case mfi::dcmd::pd_list_query: {
+        // Like QEMU (megasas_dcmd_pd_list_query): every drive for "all" or in
+        // JBOD mode, else OK with nothing written.
+        ++c.pd_queries;
+        if (!pd_list_query_supported) return mfi::stat::invalid_dcmd;
+        if (d.mbox[0] != mfi::dcmd::pd_query_all && !jbod) return mfi::stat::ok;
+        out = pd_list();
         break;
       }
       case mfi::dcmd::ctrl_cache_flush: ++c.cache_flushes; return mfi::stat::ok;
@@ -555,6 +537,20 @@ class fake_mfi_controller {
     // Never more than the SGE holds: a device cannot write past what it was given.
     move(s, out.data(), out.size() < s.total ? out.size() : s.total, true);
     return st;
+  }
+
+  // PD_GET_LIST data: QEMU's device IDs (SCSI id << 8 | LUN), slot = SCSI id.
+  std::vector<std::uint8_t> pd_list() const {
+    std::vector<std::uint8_t> out(8 + disks_.size() * 24, 0);
+    const std::uint32_t n = static_cast<std::uint32_t>(disks_.size()), size = static_cast<std::uint32_t>(out.size());
+    std::memcpy(&out[0], &size, 4);
+    std::memcpy(&out[4], &n, 4);
+    for (std::size_t i = 0; i < disks_.size(); ++i) {
+      const std::uint16_t id = static_cast<std::uint16_t>(disks_[i].target << 8);
+      std::memcpy(&out[8 + i * 24], &id, 2);
+      out[8 + i * 24 + 5] = disks_[i].target;
+    }
+    return out;
   }
 
   std::uint8_t do_abort(std::uint8_t* f) {

@@ -147,9 +147,8 @@ struct physical_drive {
   // wider one is read the QEMU way.
   std::uint8_t target = 0;
   std::uint8_t lun = 0;
-  std::uint16_t fw_state = 0xffff;  // mfi::pd_state (PD_GET_INFO); 0xffff: not known
+  std::uint16_t fw_state = 0xffff;  // mfi::pd_state::system when exposed; 0xffff: not known
   bool system = false;              // exposed to the host as is (JBOD): the only PDs we move data on
-  std::uint64_t sectors = 0;        // coerced size from PD_GET_INFO (0: not known)
   bool sync16_rejected = false;     // SYNCHRONIZE CACHE (16) came back INVALID OPCODE
 };
 
@@ -990,23 +989,27 @@ class controller {
       }
       pds_[pd_count_++] = d;
     }
-    // Each drive's firmware state: only SYSTEM drives are the host's to use.
-    // A controller that does not answer PD_GET_INFO leaves the state unknown
-    // (and the drive not a system drive); that is not a bring-up failure.
-    for (std::uint32_t i = 0; i < pd_count_; ++i) {
-      physical_drive& d = pds_[i];
-      std::uint8_t m[12] = {};
-      std::memcpy(m, &d.device_id, 2);
-      if (!dcmd(mfi::dcmd::pd_get_info, m, mfi::pd_info::size, dma_direction::from_device)) continue;
-      const std::uint8_t* q = scratch();
-      std::uint16_t id, state;
-      std::memcpy(&id, q + mfi::pd_info::device_id, 2);
-      if (id != d.device_id) continue;  // an answer about another drive is no answer
-      std::memcpy(&state, q + mfi::pd_info::fw_state, 2);
-      std::memcpy(&d.sectors, q + mfi::pd_info::coerced_size, 8);
-      if (d.sectors == 0) std::memcpy(&d.sectors, q + mfi::pd_info::raw_size, 8);
-      d.fw_state = state;
-      d.system = state == mfi::pd_state::system;
+    // Which drives the firmware exposes to the host as is (SYSTEM, the JBOD
+    // case): the PD list again, filtered by the firmware (Linux
+    // megasas_get_pd_list asks the same). Only those are the host's to move
+    // data on; a drive inside a logical drive never is. A controller that
+    // does not know the query exposes none - not a bring-up failure.
+    std::uint8_t q[12] = {};
+    q[0] = mfi::dcmd::pd_query_exposed_to_host;
+    if (dcmd(mfi::dcmd::pd_list_query, q, bytes, dma_direction::from_device)) {
+      const std::uint8_t* e0 = scratch();
+      std::uint32_t n;
+      std::memcpy(&n, e0 + 4, 4);
+      if (n > (bytes - pd_list_header) / pd_entry_size) return {errc::protocol_error, "exposed PD list count too large", n};
+      for (std::uint32_t k = 0; k < n; ++k) {
+        std::uint16_t id;
+        std::memcpy(&id, e0 + pd_list_header + k * pd_entry_size, 2);
+        for (std::uint32_t i = 0; i < pd_count_; ++i)
+          if (pds_[i].device_id == id) {
+            pds_[i].system = true;
+            pds_[i].fw_state = mfi::pd_state::system;
+          }
+      }
     }
     return ok_status;
   }

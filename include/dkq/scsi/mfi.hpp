@@ -196,7 +196,12 @@ inline constexpr std::uint32_t ctrl_get_info = 0x01010000;
 inline constexpr std::uint32_t ctrl_shutdown = 0x01050000;
 inline constexpr std::uint32_t ctrl_cache_flush = 0x01101000;
 inline constexpr std::uint32_t pd_get_list = 0x02010000;
-inline constexpr std::uint32_t pd_get_info = 0x02020000;  // mbox u16 0: device ID
+// The PD list filtered by a query type in mbox byte 0 (same layout as
+// PD_GET_LIST); EXPOSED_TO_HOST lists the SYSTEM (JBOD) drives (Linux
+// megaraid_sas_base.c, megasas_get_pd_list).
+inline constexpr std::uint32_t pd_list_query = 0x02010100;
+inline constexpr std::uint8_t pd_query_all = 0;
+inline constexpr std::uint8_t pd_query_exposed_to_host = 5;
 inline constexpr std::uint32_t ld_get_list = 0x03010000;
 inline constexpr std::uint32_t ld_get_info = 0x03020000;
 // mbox.b[0] of CTRL_CACHE_FLUSH: controller cache and the disks' caches.
@@ -228,16 +233,6 @@ inline constexpr std::size_t ld_list_header = 8;
 inline constexpr std::uint32_t max_ld = 64;  // MFI_MAX_LD on these controllers
 inline constexpr std::uint8_t ld_state_optimal = 3;
 
-// Physical drive info (MR_DCMD_PD_GET_INFO data, struct mfi_pd_info in QEMU
-// hw/scsi/mfi.h and Linux megaraid_sas.h): 512 bytes; the offsets we read.
-namespace pd_info {
-inline constexpr std::size_t size = 512;
-inline constexpr std::size_t device_id = 0;       // u16 (ref)
-inline constexpr std::size_t scsi_dev_type = 165;  // u8
-inline constexpr std::size_t fw_state = 184;       // u16, pd_state below
-inline constexpr std::size_t raw_size = 232;       // u64, sectors
-inline constexpr std::size_t coerced_size = 248;   // u64, sectors
-}  // namespace pd_info
 // PD firmware states (MFI_PD_STATE_*). SYSTEM is a JBOD drive the firmware
 // exposes to the host as is; ONLINE is a member of a logical drive.
 namespace pd_state {
