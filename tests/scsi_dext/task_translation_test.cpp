@@ -215,7 +215,7 @@ TEST(ScsiDextEngine, RejectedTasksAnswerAtOnceAndFreeTheirId) {
   t.cdb_length = 17;
   expect_failure(t, b, errc::invalid_argument);
   t = good;
-  t.target_id = 64;
+  t.target_id = 320;  // above the LD (0..63) and SYSTEM PD (64..319) ranges
   expect_failure(t, b, errc::out_of_range);
   t = good;
   t.requested_count = r.core.info().max_transfer + 512;
@@ -747,12 +747,12 @@ TEST(ScsiDextTargets, PlanIsOrderedAndOneAtATime) {
   mr::logical_drive lds[4] = {{5, 3, 100, false}, {0, 3, 100, false}, {3, 3, 100, false}, {5, 3, 100, false}};
   auto p = dx::make_target_plan(lds);
   ASSERT_EQ(p.count, 3u);
-  EXPECT_EQ(p.highest_device_id, 63u);
-  EXPECT_EQ(p.initiator_id, 64u);
+  EXPECT_EQ(p.highest_device_id, 319u);  // LDs 0..63, SYSTEM PDs 64..319
+  EXPECT_EQ(p.initiator_id, 320u);
   EXPECT_FALSE(p.contains(p.initiator_id));
-  std::uint8_t t = 0xff;
+  std::uint64_t t = 0xff;
   std::vector<int> order;
-  while (p.next_target(t)) order.push_back(t);
+  while (p.next_target(t)) order.push_back(static_cast<int>(t));
   EXPECT_EQ(order, (std::vector<int>{0, 3, 5}));
   EXPECT_FALSE(p.next_target(t));
 
@@ -761,6 +761,62 @@ TEST(ScsiDextTargets, PlanIsOrderedAndOneAtATime) {
   auto live = r.eng.targets();
   EXPECT_EQ(live.count, 3u);
   EXPECT_TRUE(live.contains(2));
+}
+
+// Issue #13 item 11: a JBOD controller's SYSTEM physical drives are dext
+// targets (64 + PD target), driven through PD SCSI IO frames; a PD that is
+// not a system drive never is.
+TEST(ScsiDextTargets, JbodSystemDrivesAreTargetsThroughPdFrames) {
+  rig r;
+  r.ctl.jbod = true;
+  r.start();
+  auto plan = r.eng.targets();
+  ASSERT_EQ(plan.count, 2u);
+  EXPECT_TRUE(plan.contains(dx::pd_target_base + 0));
+  EXPECT_TRUE(plan.contains(dx::pd_target_base + 1));
+  EXPECT_FALSE(plan.contains(0));
+  // WRITE(10) to PD 1 lands on disk 1 through a PD frame.
+  auto wbuf = r.buffer(4096);
+  fill(wbuf.cpu_at<std::uint8_t>(), wbuf.size, 9);
+  const std::uint32_t id = r.map();
+  ASSERT_TRUE(r.eng.process(rw_task(id, dx::pd_target_base + 1, true, 40, 8, wbuf.device.value()),
+                            {wbuf.cpu, wbuf.size}, nullptr).in_process);
+  r.eng.service();
+  ASSERT_EQ(r.responses.size(), 1u);
+  EXPECT_EQ(r.responses[0].scsi_status, dkq::scsi::scsi_status::good);
+  EXPECT_EQ(std::memcmp(r.ctl.disk(1)->data.data() + 40 * 512, wbuf.cpu, wbuf.size), 0);
+  EXPECT_EQ(r.ctl.c.ld_frames, 0u);
+  EXPECT_EQ(r.ctl.c.pd_frames, 1u);
+  // The LD target of the same disk does not exist: answered at once, nothing sent.
+  const auto frames = r.ctl.c.frames;
+  auto o = r.eng.process(cdb_task(r.map(), 1, {0, 0, 0, 0, 0, 0}), {}, nullptr);
+  EXPECT_FALSE(o.in_process);
+  EXPECT_EQ(o.response.failure, dx::host_failure::device_not_present);
+  EXPECT_EQ(r.ctl.c.frames, frames);
+  // SYNCHRONIZE CACHE (10) to PD 0 reaches the disk; shutdown flushes both PDs.
+  ASSERT_TRUE(r.eng.process(cdb_task(r.map(), dx::pd_target_base + 0,
+                                     {dkq::scsi::op::synchronize_cache_10, 0, 0, 0, 0, 0, 0, 0, 0, 0}),
+                            {}, nullptr).in_process);
+  r.eng.service();
+  ASSERT_EQ(r.responses.size(), 2u);
+  EXPECT_EQ(r.responses[1].scsi_status, dkq::scsi::scsi_status::good);
+  EXPECT_EQ(r.ctl.c.sync10, 1u);
+  EXPECT_TRUE(r.eng.shutdown(r.clk.t + 1'000'000).ok());
+  EXPECT_EQ(r.ctl.c.sync10, 3u);
+  EXPECT_EQ(r.ctl.c.ld_frames, 0u);
+}
+
+TEST(ScsiDextTargets, RaidModePhysicalDrivesAreNotTargets) {
+  rig r;
+  r.start();
+  auto plan = r.eng.targets();
+  EXPECT_EQ(plan.count, 2u);  // the two LDs only
+  EXPECT_FALSE(plan.contains(dx::pd_target_base + 0));
+  const auto frames = r.ctl.c.frames;
+  auto o = r.eng.process(cdb_task(r.map(), dx::pd_target_base + 0, {0, 0, 0, 0, 0, 0}), {}, nullptr);
+  EXPECT_FALSE(o.in_process);
+  EXPECT_EQ(o.response.failure, dx::host_failure::device_not_present);
+  EXPECT_EQ(r.ctl.c.frames, frames);
 }
 
 TEST(ScsiDextInterrupts, BridgeDrainsThroughTheEngine) {

@@ -217,10 +217,19 @@ constexpr bool is_lun0(const std::uint8_t (&lun)[8]) noexcept {
   return true;
 }
 
+// SCSI family target IDs: logical drives keep their MFI target (0..63);
+// physical drives the controller exposes as SYSTEM (JBOD) drives follow at
+// pd_target_base + their PD frame target, so one controller can offer both.
+inline constexpr std::uint64_t pd_target_base = mfi::max_ld;
+inline constexpr std::uint32_t max_targets = mfi::max_ld + 256;
+inline bool is_pd_target(std::uint64_t target_id) noexcept {
+  return target_id >= pd_target_base && target_id < max_targets;
+}
+
 // Builds the core request for one task. Errors (never a partly built request):
 //   invalid_argument  version, CDB length, direction/count mismatch, buffer missing
 //                     or shorter than the count, IOVM address 0
-//   out_of_range      target above 63 (LD targets are 0..63)
+//   out_of_range      target above the LD and PD ranges (0..63, 64..319)
 //   not_supported     a LUN other than 0 (answered CHECK CONDITION, LOGICAL UNIT
 //                     NOT SUPPORTED, by reject_response)
 //   constraint        transfer longer than the controller's maximum
@@ -229,16 +238,18 @@ inline result<request> to_request(const task_view& t, const data_buffer& buf, co
     return status{errc::invalid_argument, "SCSIUserParallelTask version not supported", t.version};
   if (t.cdb_length == 0 || t.cdb_length > 16)
     return status{errc::invalid_argument, "CDB length must be 1..16", t.cdb_length};
-  if (t.target_id >= mfi::max_ld)
-    return status{errc::out_of_range, "logical drive targets are 0..63", t.target_id};
-  if (!is_lun0(t.lun)) return status{errc::not_supported, "logical drives have LUN 0 only", t.lun[1]};
+  if (t.target_id >= max_targets)
+    return status{errc::out_of_range, "targets are 0..63 (logical) and 64..319 (physical)", t.target_id};
+  if (!is_lun0(t.lun)) return status{errc::not_supported, "targets have LUN 0 only", t.lun[1]};
   if (t.requested_count > lim.max_transfer)
     return status{errc::constraint, "transfer longer than the controller's maximum", t.requested_count};
   if (t.dir == transfer_dir::none && t.requested_count != 0)
     return status{errc::invalid_argument, "task without a data direction asks for data", t.requested_count};
   request r;
-  r.kind = op::ld_scsi;  // the CDB goes to the LD unchanged (FUA, DPO, group bits survive)
-  r.target = static_cast<std::uint8_t>(t.target_id);
+  // The CDB goes to the LD, or in a PD SCSI IO frame to the physical drive,
+  // unchanged (FUA, DPO, group bits survive).
+  r.kind = is_pd_target(t.target_id) ? op::pd_scsi : op::ld_scsi;
+  r.target = static_cast<std::uint8_t>(is_pd_target(t.target_id) ? t.target_id - pd_target_base : t.target_id);
   r.lun = 0;
   std::memcpy(r.cdb.data(), t.cdb, t.cdb_length);
   r.cdb_len = t.cdb_length;
@@ -670,20 +681,22 @@ class task_table {
 
 // ---- target discovery -------------------------------------------------------------------------
 
-// Targets are the LDs' target IDs (0..63), created one at a time from an
+// Targets are the LDs' target IDs (0..63) and the SYSTEM (JBOD) physical
+// drives at pd_target_base + PD target, created one at a time from an
 // asynchronous action on a queue of their own (UserCreateTargetForID from the
-// Default queue deadlocks: Apple, UserCreateTargetForID). The highest supported device ID is
-// the MFI LD range, not the highest present LD, so an LD added later can be
-// created without re-initialising; the initiator ID sits just above it.
+// Default queue deadlocks: Apple, UserCreateTargetForID). The highest
+// supported device ID is the whole LD + PD range, not the highest present
+// target, so a drive added later can be created without re-initialising;
+// the initiator ID sits just above it.
 struct target_plan {
-  std::uint8_t targets[mfi::max_ld] = {};
+  std::uint16_t targets[max_targets] = {};
   std::uint32_t count = 0;
   std::uint32_t next = 0;
-  std::uint64_t highest_device_id = mfi::max_ld - 1;
-  std::uint64_t initiator_id = mfi::max_ld;
+  std::uint64_t highest_device_id = max_targets - 1;
+  std::uint64_t initiator_id = max_targets;
 
   // The next target to create, or false when every one was handed out.
-  bool next_target(std::uint8_t& t) noexcept {
+  bool next_target(std::uint64_t& t) noexcept {
     if (next >= count) return false;
     t = targets[next++];
     return true;
@@ -696,14 +709,19 @@ struct target_plan {
 };
 
 // Ascending, each target once, targets outside 0..63 dropped (the core
-// already refuses such a list; this keeps the plan safe on its own).
-inline target_plan make_target_plan(std::span<const logical_drive> lds) noexcept {
+// already refuses such a list; this keeps the plan safe on its own); then
+// the SYSTEM physical drives. A PD that is not a system drive is never a
+// target: it belongs to a logical drive or was not offered to the host.
+inline target_plan make_target_plan(std::span<const logical_drive> lds,
+                                    std::span<const physical_drive> pds = {}) noexcept {
   target_plan p;
-  bool seen[mfi::max_ld] = {};
+  bool seen[max_targets] = {};
   for (const logical_drive& ld : lds)
     if (ld.target < mfi::max_ld) seen[ld.target] = true;
-  for (std::uint32_t t = 0; t < mfi::max_ld; ++t)
-    if (seen[t]) p.targets[p.count++] = static_cast<std::uint8_t>(t);
+  for (const physical_drive& pd : pds)
+    if (pd.system && pd.lun == 0) seen[pd_target_base + pd.target] = true;
+  for (std::uint32_t t = 0; t < max_targets; ++t)
+    if (seen[t]) p.targets[p.count++] = static_cast<std::uint16_t>(t);
   return p;
 }
 
@@ -788,7 +806,7 @@ class task_engine {
     return d ? *d : dma_specification{};
   }
   target_plan targets() const noexcept {
-    return core_ != nullptr ? make_target_plan(core_->logical_drives()) : target_plan{};
+    return core_ != nullptr ? make_target_plan(core_->logical_drives(), core_->physical_drives()) : target_plan{};
   }
 
   // UserMapHBAData.
@@ -830,6 +848,12 @@ class task_engine {
       return fail({errc::not_initialized, "controller is not running"});
     auto r = to_request(t, buf, translate_limits{cfg_.task_version, core_->info().max_transfer});
     if (!r) return fail(r.error());
+    if (r->kind == op::pd_scsi) {
+      // Only a drive the controller exposes to the host as is.
+      const physical_drive* pd = core_->physical_drive_at(r->target);
+      if (pd == nullptr || !pd->system)
+        return fail({errc::not_found, "not a system (JBOD) physical drive of this controller", t.target_id});
+    }
     auto plan = plan_data_sgl(*r, core_->info(), cfg_.bounce_chunk);
     if (!plan) return fail(plan.error());
     if (plan->bounced && buf.cpu == nullptr)
@@ -842,7 +866,7 @@ class task_engine {
     s.req.done = &task_engine::on_done;
     s.req.user = &s;
     if (t.cdb[0] == scsi::op::synchronize_cache_16) {
-      if (t.target_id < mfi::max_ld && sync16_rejected_[t.target_id]) {
+      if (t.target_id < max_targets && sync16_rejected_[t.target_id]) {
         bool widened = false;
         sync16_to_sync10(t.cdb, s.req.cdb, widened);
         s.req.cdb_len = 10;
@@ -904,6 +928,12 @@ class task_engine {
         ++st_.sync_cache_forwarded;
         if (!c.st && first.ok()) first = c.st;
       }
+      for (const physical_drive& pd : core_->physical_drives()) {
+        if (!pd.system) continue;
+        const completion c = core_->synchronize_cache(pd.target, false, true);
+        ++st_.sync_cache_forwarded;
+        if (!c.st && first.ok()) first = c.st;
+      }
     }
     const status s = core_->stop();
     if (!s && first.ok()) first = s;
@@ -919,7 +949,7 @@ class task_engine {
   const engine_stats& stats() const noexcept { return st_; }
   const task_table_counters& id_counters() const noexcept { return ids_.counters(); }
   std::uint32_t tasks_in_flight() const noexcept { return ids_.in_flight(); }
-  bool sync16_rejected(std::uint8_t target) const noexcept { return target < mfi::max_ld && sync16_rejected_[target]; }
+  bool sync16_rejected(std::uint64_t target) const noexcept { return target < max_targets && sync16_rejected_[target]; }
 
   // UserAbortTaskRequest(target, LUN, task tag): ABORT TASK for the task in
   // flight with that tag. A task waiting for its (10) retry is answered at
@@ -975,7 +1005,7 @@ class task_engine {
       // Not an answer to give the OS: the flush has not happened. Re-issue as
       // (10) and complete only on the controller's answer to that.
       s.first16 = false;
-      if (s.task.target_id < mfi::max_ld) sync16_rejected_[s.task.target_id] = true;
+      if (s.task.target_id < max_targets) sync16_rejected_[s.task.target_id] = true;
       ++st_.sync16_fallbacks;
       bool widened = false;
       sync16_to_sync10(s.task.cdb, s.req.cdb, widened);
@@ -1032,7 +1062,7 @@ class task_engine {
   task_table<task_state> ids_;
   std::uint32_t* pending_ = nullptr;
   std::uint32_t npending_ = 0;
-  bool sync16_rejected_[mfi::max_ld] = {};
+  bool sync16_rejected_[max_targets] = {};
   engine_stats st_{};
 };
 
