@@ -183,6 +183,7 @@ class fake_mfi_controller {
   bool bus_master() const { return bus_master_; }
 
   std::uint32_t pending_irqs = 0;
+  std::uint32_t last_context = 0;  // the last context written to the reply queue (for stale re-posts)
   std::uint32_t intr_mask() const { return intr_mask_; }
   mfi::fw_state state() const { return static_cast<mfi::fw_state>(state_ >> 28); }
 
@@ -383,6 +384,7 @@ class fake_mfi_controller {
   }
 
   void post_one(std::uint64_t ctx) {
+    last_context = static_cast<std::uint32_t>(ctx);
     if (rq_ == 0) return;
     auto* q = at<std::uint32_t>(rq_ + head_ * 4u);
     if (q == nullptr) {
