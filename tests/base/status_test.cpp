@@ -42,7 +42,7 @@ TEST(Status, CarriesCodeMessageAndDetail) {
 }
 
 TEST(Status, EveryCodeHasAName) {
-  for (unsigned i = 0; i <= static_cast<unsigned>(dkq::errc::removed); ++i) {
+  for (unsigned i = 0; i <= static_cast<unsigned>(dkq::errc::not_found); ++i) {
     std::string n = dkq::errc_name(static_cast<dkq::errc>(i));
     EXPECT_NE(n, "unknown") << i;
     EXPECT_FALSE(n.empty());

@@ -8,7 +8,7 @@ set -eu
 CXX=$1 SRC=$2 WORK=$3 SECS=$4 TARGET=${5:-fuzz_sg} SEEDS=${6:-}
 mkdir -p "$WORK/corpus"
 "$CXX" -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-  -Wall -Wextra -Werror -I"$SRC/include" -I"$SRC/tests" \
+  -Wall -Wextra -Werror -I"$SRC/include" -I"$SRC/tests" -I"$SRC" \
   "$SRC/tests/fuzz/$TARGET.cpp" -o "$WORK/$TARGET"
 # A fixed seed keeps a CI failure reproducible; the corpus is kept between runs
 # in the build tree so coverage grows on a developer machine, and the seed

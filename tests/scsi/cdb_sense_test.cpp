@@ -278,7 +278,9 @@ TEST(Mfi, StatusMapping) {
   EXPECT_STREQ(s.message(), "MFI_STAT_SCSI_DONE_WITH_ERROR");
   EXPECT_EQ(s.detail(), 0x2d02u);
   EXPECT_EQ(mfi::to_status(mfi::stat::ld_lba_out_of_range, 0).code(), dkq::errc::out_of_range);
-  EXPECT_EQ(mfi::to_status(mfi::stat::device_not_found, 0).code(), dkq::errc::not_supported);
+  // "device not found" is a not-found error (issue #13 item 11), not "not supported".
+  EXPECT_EQ(mfi::to_status(mfi::stat::device_not_found, 0).code(), dkq::errc::not_found);
+  EXPECT_EQ(mfi::to_status(mfi::stat::not_found, 0).code(), dkq::errc::not_found);
   EXPECT_EQ(mfi::to_status(mfi::stat::invalid_status, 0).code(), dkq::errc::protocol_error);
   for (unsigned c = 0; c <= 0x38; ++c)
     EXPECT_STRNE(mfi::status_name(static_cast<std::uint8_t>(c)), "unknown MFI status") << c;

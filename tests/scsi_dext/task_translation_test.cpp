@@ -10,212 +10,12 @@
 #include <set>
 #include <vector>
 
-#include "dkq/platform/driverkit/bar_table.hpp"
-#include "dkq/platform/driverkit/indexed_window.hpp"
-#include "dkq/platform/driverkit/interrupts.hpp"
-#include "examples/scsi/driverkit/dext_platform.hpp"
-#include "examples/scsi/driverkit/task_translation.hpp"
-#include "support/fake_mfi_controller.hpp"
+#include "scsi_dext/dext_rig.hpp"
 
-namespace mr = dkq::examples::megaraid;
-namespace dx = dkq::examples::megaraid::dext;
-namespace dk = dkq::driverkit;
-namespace mfi = dkq::scsi::mfi;
 using dkq::errc;
-using dkq::testing::fake_dma_space;
-using dkq::testing::fake_mfi_controller;
+using namespace dkq::testing::mr_dext;
 
 namespace {
-
-// ---- fakes with the shape of dkq::driverkit::apple::{pci_device, dma_allocator} ----
-
-// gen2 layout: BAR 0 I/O, BAR 1 64-bit registers, BAR 3 64-bit. The memory
-// indices are positions in the platform's memory array, deliberately not the
-// BAR numbers: registers are memory index 0 here, so a driver writing to
-// "index 1" (the BAR number) would hit the wrong range.
-constexpr std::uint8_t reg_index = 0;
-
-struct fake_pci {
-  struct accessor {
-    fake_pci* p = nullptr;
-    std::uint32_t read32(std::uint8_t index, std::uint64_t off) const {
-      if (index != reg_index) {
-        ++p->wrong_index;
-        return 0xffffffffu;
-      }
-      ++p->reads;
-      return p->ctl->mmio_read(static_cast<std::size_t>(off));
-    }
-    void write32(std::uint8_t index, std::uint64_t off, std::uint32_t v) const {
-      if (index != reg_index) {
-        ++p->wrong_index;
-        return;
-      }
-      ++p->writes;
-      if (off == mfi::reg::inbound_queue_port) p->posted.push_back(v);
-      p->ctl->mmio_write(static_cast<std::size_t>(off), v);
-    }
-  };
-
-  explicit fake_pci(fake_mfi_controller& c) : ctl(&c) {
-    acc.p = this;
-    dkq::status s = bars_.resolve([](int b) -> dkq::result<dk::bar_report> {
-      if (b == 0) return dk::bar_report{true, 2, 256, dk::bar_kind::io};
-      if (b == 1) return dk::bar_report{true, reg_index, 0x4000, dk::bar_kind::mem64};
-      if (b == 3) return dk::bar_report{true, 1, 0x40000, dk::bar_kind::mem64_prefetch};
-      return dk::bar_report{};
-    });
-    EXPECT_TRUE(s.ok());
-  }
-
-  std::uint16_t config_read16(std::uint32_t off) const {
-    if (off == 0) return 0x1000;
-    if (off == 2) return device_id;
-    return 0;
-  }
-  const dk::bar_table& bars() const { return bars_; }
-  dkq::result<dk::indexed_window<accessor>> window(int bar) const {
-    return dk::indexed_window<accessor>::make(&acc, bars_, bar);
-  }
-  dkq::status enable_bus_master() {
-    bus_master = true;
-    return dkq::ok_status;
-  }
-
-  fake_mfi_controller* ctl;
-  accessor acc;
-  dk::bar_table bars_;
-  std::uint16_t device_id = 0x0079;
-  bool bus_master = false;
-  mutable std::uint64_t reads = 0, writes = 0, wrong_index = 0;
-  std::vector<std::uint32_t> posted;  // inbound queue port writes
-};
-
-struct fake_dma {
-  fake_dma_space* space;
-  std::multiset<unsigned> bits_asked;
-  dkq::result<dkq::dma_region> alloc(std::size_t n, unsigned bits, std::size_t align) {
-    bits_asked.insert(bits);
-    EXPECT_EQ(align, 4096u);
-    return space->alloc(n, bits >= 64 ? mr::no_address_limit : std::uint64_t{1} << bits);
-  }
-  dkq::status free(const dkq::dma_region& r) { return space->free(r); }
-};
-
-struct fake_clock {
-  std::uint64_t t = 1'000'000'000;
-  std::uint64_t now_ns() { return t += 1000; }
-  void delay_us(std::uint32_t us) { t += std::uint64_t{us} * 1000; }
-};
-
-using platform = dx::dext_platform<fake_pci, fake_dma, fake_clock>;
-static_assert(mr::mfi_platform<platform>);
-
-struct rig {
-  fake_dma_space dma;
-  fake_mfi_controller ctl;
-  fake_pci pci;
-  fake_dma dad{&dma, {}};
-  fake_clock clk;
-  platform plat;
-  mr::controller<platform> core;
-  dx::task_engine<platform> eng;
-  std::vector<dx::response_view> responses;
-  std::vector<void*> tokens;
-
-  explicit rig(std::uint32_t disks = 2, std::uint32_t max_cmds = 64)
-      : ctl(dma, max_cmds), pci(ctl), plat(pci, dad, clk) {
-    for (std::uint32_t i = 0; i < disks; ++i) ctl.add_disk(static_cast<std::uint8_t>(i), 2048 + i * 1024);
-  }
-  static void sink(void* ctx, void* token, const dx::response_view& r) noexcept {
-    auto* self = static_cast<rig*>(ctx);
-    self->responses.push_back(r);
-    self->tokens.push_back(token);
-  }
-  void start(bool force32 = false, mr::options o = {}) {
-    o.force_32bit = force32;
-    ASSERT_TRUE(core.start(plat, o).ok());
-    ASSERT_TRUE(eng.attach(core, plat, &rig::sink, this).ok());
-  }
-  std::uint32_t map() {
-    auto id = eng.map_task();
-    EXPECT_TRUE(id.ok());
-    return id.ok() ? *id : 0;
-  }
-  dkq::dma_region buffer(std::size_t n, std::uint64_t limit = mr::no_address_limit) {
-    auto r = dma.alloc(n, limit);
-    EXPECT_TRUE(r.ok());
-    return *r;
-  }
-  // The frame behind the last inbound-queue-port write.
-  mfi::frame_header last_frame(std::vector<std::pair<std::uint64_t, std::uint32_t>>& sgl) {
-    mfi::frame_header h{};
-    EXPECT_FALSE(pci.posted.empty());
-    const std::uint64_t fa = pci.posted.back() & ~0x1fu;
-    const std::uint8_t* f = dma.translate(fa, 512);
-    EXPECT_NE(f, nullptr);
-    std::memcpy(&h, f, sizeof h);
-    const bool s64 = (h.flags & dkq::scsi::mfi_frame_sgl64) != 0;
-    for (unsigned i = 0; i < h.sge_count; ++i) {
-      const std::uint8_t* e = f + mfi::pass_sgl_offset + i * (s64 ? 12u : 8u);
-      std::uint64_t a = 0;
-      std::uint32_t l = 0;
-      if (s64) {
-        std::memcpy(&a, e, 8);
-        std::memcpy(&l, e + 8, 4);
-      } else {
-        std::uint32_t a32 = 0;
-        std::memcpy(&a32, e, 4);
-        std::memcpy(&l, e + 4, 4);
-        a = a32;
-      }
-      sgl.push_back({a, l});
-    }
-    return h;
-  }
-};
-
-dx::task_view rw_task(std::uint32_t id, std::uint8_t target, bool write, std::uint32_t lba, std::uint16_t blocks,
-                      std::uint64_t iovm) {
-  dx::task_view t;
-  t.version = 1;
-  t.target_id = target;
-  dkq::scsi::cdb_bytes c{};
-  auto len = dkq::scsi::read_write(c, write, lba, blocks, false);
-  EXPECT_TRUE(len.ok());
-  std::memcpy(t.cdb, c.data(), 16);
-  t.cdb_length = *len;
-  t.dir = write ? dx::transfer_dir::to_target : dx::transfer_dir::from_target;
-  t.requested_count = std::uint64_t{blocks} * 512;
-  t.buffer_iovm_addr = iovm;
-  t.timeout_ms = 30000;
-  t.controller_task_id = id;
-  return t;
-}
-
-dx::task_view cdb_task(std::uint32_t id, std::uint8_t target, std::initializer_list<std::uint8_t> cdb) {
-  dx::task_view t;
-  t.version = 1;
-  t.target_id = target;
-  std::size_t i = 0;
-  for (std::uint8_t b : cdb) t.cdb[i++] = b;
-  t.cdb_length = static_cast<std::uint8_t>(cdb.size());
-  t.controller_task_id = id;
-  return t;
-}
-
-dx::task_view sync16_task(std::uint32_t id, std::uint8_t target, std::uint64_t lba, std::uint32_t blocks) {
-  dx::task_view t = cdb_task(id, target, {});
-  t.cdb[0] = dkq::scsi::op::synchronize_cache_16;
-  dkq::scsi::detail::put_be64(&t.cdb[2], lba);
-  dkq::scsi::detail::put_be32(&t.cdb[10], blocks);
-  t.cdb_length = 16;
-  return t;
-}
-
-void fill(std::uint8_t* p, std::size_t n, std::uint8_t seed) {
-  for (std::size_t i = 0; i < n; ++i) p[i] = static_cast<std::uint8_t>(i * 13 + seed);
-}
 
 // ---- platform adapter ----------------------------------------------------------------
 
@@ -415,7 +215,7 @@ TEST(ScsiDextEngine, RejectedTasksAnswerAtOnceAndFreeTheirId) {
   t.cdb_length = 17;
   expect_failure(t, b, errc::invalid_argument);
   t = good;
-  t.target_id = 64;
+  t.target_id = 320;  // above the LD (0..63) and SYSTEM PD (64..319) ranges
   expect_failure(t, b, errc::out_of_range);
   t = good;
   t.requested_count = r.core.info().max_transfer + 512;
@@ -611,7 +411,16 @@ TEST(ScsiDextResponse, CheckConditionCarriesAutoSense) {
 TEST(ScsiDextResponse, MissingTargetIsDeviceNotPresent) {
   rig r;
   r.start();
-  ASSERT_TRUE(r.eng.process(cdb_task(r.map(), 9, {0, 0, 0, 0, 0, 0}), {}, nullptr).in_process);
+  // Not a target the controller presented: answered at once, nothing sent.
+  const auto posted = r.pci.posted.size();
+  auto o = r.eng.process(cdb_task(r.map(), 9, {0, 0, 0, 0, 0, 0}), {}, nullptr);
+  ASSERT_FALSE(o.in_process);
+  EXPECT_EQ(o.response.service, dx::service_response::service_delivery_or_target_failure);
+  EXPECT_EQ(o.response.failure, dx::host_failure::device_not_present);
+  EXPECT_EQ(r.pci.posted.size(), posted);
+  // One the firmware says is gone (DEVICE_NOT_FOUND): the same answer.
+  r.ctl.force_status.push_back({mfi::stat::device_not_found, 0});
+  ASSERT_TRUE(r.eng.process(cdb_task(r.map(), 1, {0, 0, 0, 0, 0, 0}), {}, nullptr).in_process);
   r.eng.service();
   ASSERT_EQ(r.responses.size(), 1u);
   EXPECT_EQ(r.responses[0].service, dx::service_response::service_delivery_or_target_failure);
@@ -668,6 +477,42 @@ TEST(ScsiDextResponse, StatusMapping) {
   EXPECT_EQ(dx::build_response(t, c).failure, dx::host_failure::timeout);
   c.st = {errc::io_error, "reset"};
   EXPECT_EQ(dx::build_response(t, c).failure, dx::host_failure::delivery_failure);
+}
+
+// Issue #13 defect 7: SCSI_DONE_WITH_ERROR whose status byte says GOOD (or
+// CONDITION MET). The core decided the command failed; passing the byte on
+// would tell the OS it succeeded.
+TEST(ScsiDextResponse, DoneWithErrorAndAGoodStatusByteIsAFailure) {
+  dx::task_view t;
+  t.requested_count = 4096;
+  for (std::uint8_t lie : {dkq::scsi::scsi_status::good, dkq::scsi::scsi_status::condition_met}) {
+    mr::completion c;
+    c.mfi_status = mfi::stat::scsi_done_with_error;
+    c.scsi_status = lie;
+    c.st = mr::decode_completion(c.mfi_status, c.scsi_status, false, c.sense);
+    ASSERT_FALSE(c.st.ok());
+    const auto x = dx::build_response(t, c);
+    EXPECT_EQ(x.service, dx::service_response::service_delivery_or_target_failure);
+    EXPECT_EQ(x.failure, dx::host_failure::delivery_failure);
+    EXPECT_EQ(x.bytes_transferred, 0u);
+  }
+}
+
+// The same lie for SYNCHRONIZE CACHE, end to end: the device answers DONE
+// WITH ERROR + GOOD without flushing; the OS must not hear GOOD.
+TEST(ScsiDextSync, FlushAnsweredDoneWithErrorAndGoodIsNotGood) {
+  rig r;
+  r.start();
+  const std::uint32_t id = r.map();
+  r.ctl.error_good_next = 1;
+  auto t = cdb_task(id, 1, {dkq::scsi::op::synchronize_cache_10, 0, 0, 0, 0, 0, 0, 0, 0, 0});
+  ASSERT_TRUE(r.eng.process(t, {}, nullptr).in_process);
+  r.eng.service();
+  ASSERT_EQ(r.responses.size(), 1u);
+  EXPECT_EQ(r.ctl.c.error_good, 1u);
+  EXPECT_EQ(r.ctl.c.sync10, 0u);  // the flush did not happen
+  EXPECT_NE(r.responses[0].service, dx::service_response::task_complete);
+  EXPECT_NE(r.responses[0].failure, dx::host_failure::none);
 }
 
 TEST(ScsiDextResponse, DuplicateCompletionsAreNotDeliveredTwice) {
@@ -902,12 +747,12 @@ TEST(ScsiDextTargets, PlanIsOrderedAndOneAtATime) {
   mr::logical_drive lds[4] = {{5, 3, 100, false}, {0, 3, 100, false}, {3, 3, 100, false}, {5, 3, 100, false}};
   auto p = dx::make_target_plan(lds);
   ASSERT_EQ(p.count, 3u);
-  EXPECT_EQ(p.highest_device_id, 63u);
-  EXPECT_EQ(p.initiator_id, 64u);
+  EXPECT_EQ(p.highest_device_id, 319u);  // LDs 0..63, SYSTEM PDs 64..319
+  EXPECT_EQ(p.initiator_id, 320u);
   EXPECT_FALSE(p.contains(p.initiator_id));
-  std::uint8_t t = 0xff;
+  std::uint64_t t = 0xff;
   std::vector<int> order;
-  while (p.next_target(t)) order.push_back(t);
+  while (p.next_target(t)) order.push_back(static_cast<int>(t));
   EXPECT_EQ(order, (std::vector<int>{0, 3, 5}));
   EXPECT_FALSE(p.next_target(t));
 
@@ -916,6 +761,62 @@ TEST(ScsiDextTargets, PlanIsOrderedAndOneAtATime) {
   auto live = r.eng.targets();
   EXPECT_EQ(live.count, 3u);
   EXPECT_TRUE(live.contains(2));
+}
+
+// Issue #13 item 11: a JBOD controller's SYSTEM physical drives are dext
+// targets (64 + PD target), driven through PD SCSI IO frames; a PD that is
+// not a system drive never is.
+TEST(ScsiDextTargets, JbodSystemDrivesAreTargetsThroughPdFrames) {
+  rig r;
+  r.ctl.jbod = true;
+  r.start();
+  auto plan = r.eng.targets();
+  ASSERT_EQ(plan.count, 2u);
+  EXPECT_TRUE(plan.contains(dx::pd_target_base + 0));
+  EXPECT_TRUE(plan.contains(dx::pd_target_base + 1));
+  EXPECT_FALSE(plan.contains(0));
+  // WRITE(10) to PD 1 lands on disk 1 through a PD frame.
+  auto wbuf = r.buffer(4096);
+  fill(wbuf.cpu_at<std::uint8_t>(), wbuf.size, 9);
+  const std::uint32_t id = r.map();
+  ASSERT_TRUE(r.eng.process(rw_task(id, dx::pd_target_base + 1, true, 40, 8, wbuf.device.value()),
+                            {wbuf.cpu, wbuf.size}, nullptr).in_process);
+  r.eng.service();
+  ASSERT_EQ(r.responses.size(), 1u);
+  EXPECT_EQ(r.responses[0].scsi_status, dkq::scsi::scsi_status::good);
+  EXPECT_EQ(std::memcmp(r.ctl.disk(1)->data.data() + 40 * 512, wbuf.cpu, wbuf.size), 0);
+  EXPECT_EQ(r.ctl.c.ld_frames, 0u);
+  EXPECT_EQ(r.ctl.c.pd_frames, 1u);
+  // The LD target of the same disk does not exist: answered at once, nothing sent.
+  const auto frames = r.ctl.c.frames;
+  auto o = r.eng.process(cdb_task(r.map(), 1, {0, 0, 0, 0, 0, 0}), {}, nullptr);
+  EXPECT_FALSE(o.in_process);
+  EXPECT_EQ(o.response.failure, dx::host_failure::device_not_present);
+  EXPECT_EQ(r.ctl.c.frames, frames);
+  // SYNCHRONIZE CACHE (10) to PD 0 reaches the disk; shutdown flushes both PDs.
+  ASSERT_TRUE(r.eng.process(cdb_task(r.map(), dx::pd_target_base + 0,
+                                     {dkq::scsi::op::synchronize_cache_10, 0, 0, 0, 0, 0, 0, 0, 0, 0}),
+                            {}, nullptr).in_process);
+  r.eng.service();
+  ASSERT_EQ(r.responses.size(), 2u);
+  EXPECT_EQ(r.responses[1].scsi_status, dkq::scsi::scsi_status::good);
+  EXPECT_EQ(r.ctl.c.sync10, 1u);
+  EXPECT_TRUE(r.eng.shutdown(r.clk.t + 1'000'000).ok());
+  EXPECT_EQ(r.ctl.c.sync10, 3u);
+  EXPECT_EQ(r.ctl.c.ld_frames, 0u);
+}
+
+TEST(ScsiDextTargets, RaidModePhysicalDrivesAreNotTargets) {
+  rig r;
+  r.start();
+  auto plan = r.eng.targets();
+  EXPECT_EQ(plan.count, 2u);  // the two LDs only
+  EXPECT_FALSE(plan.contains(dx::pd_target_base + 0));
+  const auto frames = r.ctl.c.frames;
+  auto o = r.eng.process(cdb_task(r.map(), dx::pd_target_base + 0, {0, 0, 0, 0, 0, 0}), {}, nullptr);
+  EXPECT_FALSE(o.in_process);
+  EXPECT_EQ(o.response.failure, dx::host_failure::device_not_present);
+  EXPECT_EQ(r.ctl.c.frames, frames);
 }
 
 TEST(ScsiDextInterrupts, BridgeDrainsThroughTheEngine) {

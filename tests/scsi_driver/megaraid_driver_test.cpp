@@ -187,11 +187,18 @@ TEST(MegaraidDriver, ScsiCommandsOnEveryTarget) {
     ASSERT_TRUE(sense.ok());
     EXPECT_EQ(sense->key, 0);
   }
-  // A target that is not there: MFI status decoded.
+  // A target the controller did not present: refused before anything is sent.
   dkq::scsi::cdb_bytes c;
+  const auto frames = r.ctl.c.frames;
   auto bad = r.drv.scsi_command(9, c, dkq::scsi::test_unit_ready(c), 0);
+  EXPECT_EQ(bad.st.code(), errc::not_found);
+  EXPECT_EQ(r.ctl.c.frames, frames);
+  // One the firmware says is not there (after the list was read): MFI
+  // DEVICE_NOT_FOUND decoded as a not-found error.
+  r.ctl.force_status.push_back({dkq::scsi::mfi::stat::device_not_found, 0});
+  bad = r.drv.scsi_command(0, c, dkq::scsi::test_unit_ready(c), 0);
   EXPECT_EQ(bad.mfi_status, dkq::scsi::mfi::stat::device_not_found);
-  EXPECT_FALSE(bad.st.ok());
+  EXPECT_EQ(bad.st.code(), errc::not_found);
   // Unknown opcode: CHECK CONDITION with sense decoded to text.
   c = {};
   c[0] = 0xc7;
@@ -620,6 +627,287 @@ TEST(MegaraidDriver, BadRequestsAreErrorsNotUb) {
   q.data = big;
   EXPECT_EQ(r.drv.submit(q).code(), errc::invalid_argument);  // beyond max transfer
   EXPECT_EQ(r.drv.in_flight(), 0u);
+}
+
+// ---- a reset that fails, stop() with I/O in flight, a frame post() cannot name ----
+
+// Every completion of one request: how many, the last one, and how many
+// frames the device still owned (could still DMA to) when it was delivered.
+struct recorder {
+  fake_mfi_controller* ctl = nullptr;
+  int calls = 0;
+  mr::completion last{};
+  std::size_t device_owned_at_done = 0;
+  static void done(void* u, const mr::completion& c) noexcept {
+    auto* self = static_cast<recorder*>(u);
+    ++self->calls;
+    self->last = c;
+    self->device_owned_at_done = self->ctl->owned();
+  }
+};
+
+mr::request read_into(const dkq::dma_region& buf, std::size_t slot, recorder& k) {
+  mr::request q;
+  q.kind = mr::op::ld_read;
+  q.blocks = 1;
+  q.data = dkq::dma_region{buf.cpu_at(slot * 512), buf.device_at(slot * 512), 512};
+  q.done = recorder::done;
+  q.user = &k;
+  return q;
+}
+
+// Issue #13 defect 5: the firmware does not come back to READY after a reset.
+TEST(MegaraidDriver, FailedResetCompletesEveryRequestOnceWithAnError) {
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  auto buf = r.buffer(4096);
+  recorder k[3];
+  r.ctl.hold = true;
+  for (int i = 0; i < 3; ++i) {
+    k[i].ctl = &r.ctl;
+    ASSERT_TRUE(r.drv.submit(read_into(buf, static_cast<std::size_t>(i), k[i])).ok());
+  }
+  ASSERT_EQ(r.drv.in_flight(), 3u);
+  r.ctl.fault_after_reset = true;
+  EXPECT_EQ(r.drv.reset().code(), errc::device_error);
+  for (auto& x : k) {
+    EXPECT_EQ(x.calls, 1);
+    EXPECT_EQ(x.last.st.code(), errc::io_error);
+    EXPECT_FALSE(x.last.reissued);
+  }
+  EXPECT_EQ(r.drv.in_flight(), 0u);
+  EXPECT_EQ(r.drv.stats().failed_by_reset, 3u);
+  EXPECT_EQ(r.drv.stats().reissued, 0u);
+  EXPECT_FALSE(r.drv.operational());
+  // The firmware never came back: the device is cut off from memory before
+  // the buffers are handed back.
+  EXPECT_EQ(r.plat.bus_master_disables, 1u);
+  EXPECT_FALSE(r.ctl.bus_master());
+  EXPECT_EQ(r.drv.submit(read_into(buf, 4, k[0])).code(), errc::not_initialized);
+  for (int i = 0; i < 10; ++i) r.drv.poll();
+  for (auto& x : k) EXPECT_EQ(x.calls, 1);
+  // The firmware recovers: a later reset brings the controller back.
+  r.ctl.fault = false;
+  r.ctl.fault_after_reset = false;
+  r.ctl.hold = false;
+  ASSERT_TRUE(r.drv.reset().ok());
+  EXPECT_TRUE(r.drv.operational());
+  EXPECT_TRUE(r.ctl.bus_master());
+  check_roundtrip(r, false);
+  EXPECT_TRUE(r.drv.stop().ok());
+}
+
+// Defect 5, second half: READY comes back but INIT is refused. The re-issue
+// candidates had already given up their tags.
+TEST(MegaraidDriver, ResetWhoseInitFailsCompletesReissueCandidatesOnce) {
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  o.command_timeout_ns = 100'000'000;
+  o.abort_grace_ns = 50'000'000;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  auto buf = r.buffer(4096);
+  recorder k[2];
+  r.ctl.hold = true;
+  for (int i = 0; i < 2; ++i) {
+    k[i].ctl = &r.ctl;
+    ASSERT_TRUE(r.drv.submit(read_into(buf, static_cast<std::size_t>(i), k[i])).ok());
+  }
+  r.ctl.fail_inits = 1;
+  EXPECT_FALSE(r.drv.reset().ok());
+  for (auto& x : k) {
+    EXPECT_EQ(x.calls, 1);
+    EXPECT_EQ(x.last.st.code(), errc::io_error);
+  }
+  EXPECT_EQ(r.drv.in_flight(), 0u);
+  EXPECT_EQ(r.drv.stats().reissued, 0u);
+  EXPECT_FALSE(r.drv.operational());
+  for (int i = 0; i < 10; ++i) r.drv.poll();
+  for (auto& x : k) EXPECT_EQ(x.calls, 1);
+  r.ctl.hold = false;
+  ASSERT_TRUE(r.drv.reset().ok());
+  check_roundtrip(r, false);
+  for (auto& x : k) EXPECT_EQ(x.calls, 1);
+}
+
+// Defect 5 through the recovery path: a command the device sits on, an ABORT
+// it ignores, and the reset that follows fails. The command still completes
+// (as a timeout), once; the timeout scan does not leave it hanging.
+TEST(MegaraidDriver, TimeoutWhoseResetFailsStillCompletesOnce) {
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  o.command_timeout_ns = 100'000'000;
+  o.abort_grace_ns = 50'000'000;
+  o.ready_timeout_ns = 200'000'000;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  auto buf = r.buffer(4096);
+  recorder lost, held;
+  lost.ctl = held.ctl = &r.ctl;
+  r.ctl.drop_next = 1;
+  r.ctl.ignore_aborts = true;
+  ASSERT_TRUE(r.drv.submit(read_into(buf, 0, lost)).ok());
+  r.ctl.hold = true;
+  mr::request h = read_into(buf, 1, held);
+  h.timeout_ms = 60'000;  // not expired itself: in flight when the reset fails
+  ASSERT_TRUE(r.drv.submit(h).ok());
+  r.ctl.fault_after_reset = true;
+  for (int i = 0; i < 400 && (lost.calls == 0 || held.calls == 0); ++i) r.drv.wait(10);
+  EXPECT_EQ(r.drv.stats().resets, 1u);
+  EXPECT_EQ(lost.calls, 1);
+  EXPECT_EQ(lost.last.st.code(), errc::timeout);
+  EXPECT_EQ(held.calls, 1);
+  EXPECT_EQ(held.last.st.code(), errc::io_error);
+  EXPECT_EQ(r.drv.in_flight(), 0u);
+  EXPECT_EQ(r.drv.last_error().code(), errc::device_error);
+  for (int i = 0; i < 20; ++i) r.drv.wait(10);
+  EXPECT_EQ(lost.calls, 1);
+  EXPECT_EQ(held.calls, 1);
+}
+
+// Issue #13 defect 6: stop() with requests in flight completes each once,
+// with an error, after the device was told to drop them.
+TEST(MegaraidDriver, StopCompletesInFlightRequestsOnceAfterTheDeviceDropsThem) {
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  auto buf = r.buffer(4096);
+  recorder k[3];
+  r.ctl.hold = true;     // two held in the device's queue
+  for (int i = 0; i < 2; ++i) {
+    k[i].ctl = &r.ctl;
+    ASSERT_TRUE(r.drv.submit(read_into(buf, static_cast<std::size_t>(i), k[i])).ok());
+  }
+  r.ctl.hold = false;
+  r.ctl.drop_next = 1;   // and one the firmware sits on
+  k[2].ctl = &r.ctl;
+  ASSERT_TRUE(r.drv.submit(read_into(buf, 2, k[2])).ok());
+  ASSERT_EQ(r.ctl.owned(), 3u);
+  EXPECT_TRUE(r.drv.stop().ok());
+  EXPECT_EQ(r.ctl.c.cache_flushes, 1u);
+  EXPECT_EQ(r.ctl.c.shutdowns, 1u);
+  for (auto& x : k) {
+    EXPECT_EQ(x.calls, 1);
+    EXPECT_FALSE(x.last.st.ok());
+    EXPECT_TRUE(x.last.stopped);
+    EXPECT_EQ(x.device_owned_at_done, 0u);  // no buffer handed back while the device held it
+  }
+  EXPECT_EQ(r.dma.live(), 1u);
+  EXPECT_EQ(r.drv.in_flight(), 0u);
+  // Started again on the same object: nothing old comes back.
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  check_roundtrip(r, false);
+  for (auto& x : k) EXPECT_EQ(x.calls, 1);
+}
+
+// Issue #13 defect 10 (MegaRAID half): a frame address the 32-bit queue port
+// cannot name (here: an allocator that ignored the 4 GiB limit) is an error;
+// nothing is posted, least of all frame address 0.
+TEST(MegaraidDriver, FrameAboveTheQueuePortsReachIsNeverPosted) {
+  rig r;
+  r.dma.ignore_limits = true;
+  mr::options o;
+  o.use_interrupts = false;
+  o.command_timeout_ns = 100'000'000;
+  o.abort_grace_ns = 50'000'000;
+  const dkq::status s = r.drv.start(r.plat, o);
+  EXPECT_EQ(s.code(), errc::constraint);
+  EXPECT_EQ(r.ctl.c.frames, 0u);
+  EXPECT_EQ(r.ctl.c.queue_port_zero, 0u);
+  EXPECT_TRUE(r.ctl.c.errors.empty());
+  EXPECT_EQ(r.dma.live(), 0u);
+  EXPECT_FALSE(r.drv.operational());
+}
+
+// ---- issue #13 item 11: targets the controller presented, JBOD drives --------------
+
+mr::request pd_rw(std::uint8_t target, bool write, std::uint32_t lba, std::uint16_t blocks, const dkq::dma_region& b) {
+  mr::request q;
+  q.kind = mr::op::pd_scsi;
+  q.target = target;
+  q.cdb_len = dkq::scsi::read_write(q.cdb, write, lba, blocks, false).value_or(0);
+  q.dir = write ? dkq::dma_direction::to_device : dkq::dma_direction::from_device;
+  q.data = dkq::dma_region{b.cpu, b.device, std::size_t{blocks} * 512};
+  return q;
+}
+
+// QEMU megasas use_jbod=on (and MegaRAID firmware in JBOD mode): no logical
+// drives, every disk a SYSTEM physical drive, driven through PD SCSI IO frames.
+TEST(MegaraidDriver, JbodSystemDrivesAreTargetsThroughPdFrames) {
+  rig r;
+  r.ctl.jbod = true;
+  mr::options o;
+  o.use_interrupts = false;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  EXPECT_TRUE(r.drv.logical_drives().empty());
+  ASSERT_EQ(r.drv.physical_drives().size(), 2u);
+  for (std::uint8_t t = 0; t < 2; ++t) {
+    const mr::physical_drive* pd = r.drv.physical_drive_at(t);
+    ASSERT_NE(pd, nullptr);
+    EXPECT_TRUE(pd->system);
+    EXPECT_EQ(pd->fw_state, dkq::scsi::mfi::pd_state::system);
+    EXPECT_EQ(pd->device_id, t << 8);  // QEMU's encoding: SCSI id << 8 | LUN
+  }
+  EXPECT_EQ(r.ctl.c.pd_queries, 1u);
+  auto buf = r.buffer(8192);
+  // An LD frame to a disk that is not a logical drive: refused, nothing sent.
+  const auto frames = r.ctl.c.frames;
+  mr::request ld;
+  ld.kind = mr::op::ld_write;
+  ld.target = 1;
+  ld.blocks = 1;
+  ld.data = dkq::dma_region{buf.cpu, buf.device, 512};
+  EXPECT_EQ(r.drv.submit(ld).code(), errc::not_found);
+  EXPECT_EQ(r.drv.read_capacity(1).error().code(), errc::not_found);
+  EXPECT_EQ(r.drv.synchronize_cache(1, true).st.code(), errc::not_found);
+  EXPECT_EQ(r.ctl.c.frames, frames);
+  EXPECT_EQ(r.ctl.c.ld_frames, 0u);
+  // Through PD frames: write, read back, capacity, SYNCHRONIZE CACHE.
+  std::vector<std::uint8_t> pattern(4096);
+  for (std::size_t i = 0; i < pattern.size(); ++i) pattern[i] = static_cast<std::uint8_t>(i * 31 + 7);
+  std::memcpy(buf.cpu, pattern.data(), pattern.size());
+  auto w = r.drv.execute(pd_rw(1, true, 100, 8, buf));
+  ASSERT_TRUE(w.st.ok()) << w.st.message();
+  EXPECT_EQ(std::memcmp(r.ctl.disk(1)->data.data() + 100 * 512, pattern.data(), pattern.size()), 0);
+  std::memset(buf.cpu, 0, 8192);
+  auto rd = r.drv.execute(pd_rw(1, false, 100, 8, buf));
+  ASSERT_TRUE(rd.st.ok());
+  EXPECT_EQ(std::memcmp(buf.cpu, pattern.data(), pattern.size()), 0);
+  auto cap = r.drv.read_capacity(1, true);
+  ASSERT_TRUE(cap.ok());
+  EXPECT_EQ(cap->blocks, 3072u);
+  EXPECT_TRUE(r.drv.synchronize_cache(1, true, true).st.ok());  // (16) rejected, (10) reaches the disk
+  EXPECT_TRUE(r.drv.synchronize_cache(1, true, true).st.ok());  // remembered: (10) at once
+  EXPECT_EQ(r.ctl.c.sync16, 1u);
+  EXPECT_EQ(r.ctl.c.sync10, 2u);
+  EXPECT_EQ(r.ctl.c.ld_frames, 0u);
+  EXPECT_GE(r.ctl.c.pd_frames, 5u);
+  // A PD the controller did not list: refused before anything is sent.
+  EXPECT_EQ(r.drv.execute(pd_rw(7, false, 0, 1, buf)).st.code(), errc::not_found);
+  EXPECT_TRUE(r.ctl.c.errors.empty());
+}
+
+TEST(MegaraidDriver, RaidModePhysicalDrivesAreNotSystemDrives) {
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  ASSERT_EQ(r.drv.physical_drives().size(), 2u);
+  for (const auto& pd : r.drv.physical_drives()) EXPECT_FALSE(pd.system);
+  EXPECT_EQ(r.ctl.c.pd_queries, 1u);
+  // A controller that does not know the query: no system drives, bring-up unaffected.
+  rig q;
+  q.ctl.jbod = true;
+  q.ctl.pd_list_query_supported = false;
+  ASSERT_TRUE(q.drv.start(q.plat, o).ok());
+  ASSERT_EQ(q.drv.physical_drives().size(), 2u);
+  for (const auto& pd : q.drv.physical_drives()) {
+    EXPECT_FALSE(pd.system);
+    EXPECT_EQ(pd.fw_state, 0xffffu);
+  }
 }
 
 }  // namespace

@@ -5,16 +5,17 @@
 // buffers, SYNCHRONIZE CACHE fallback, timeouts, abort, reset) can be tested
 // without QEMU, with faults QEMU never produces on demand.
 //
-// Written from the interface facts in research/scsi-driverkit-anchors.md 1.2
-// (frames, status word, INIT queue info, reply queue wrap at max_cmds, OMSK
-// all-ones = soft reset, producer index only advanced while unmasked, 2 KiB
-// mapped behind every posted frame, DCMDs take one SGE).
+// Written from the interface facts of QEMU hw/scsi/megasas.c (frames, status
+// word, INIT queue info, reply queue wrap at max_cmds, OMSK all-ones = soft
+// reset, producer index only advanced while unmasked, 2 KiB mapped behind
+// every posted frame, DCMDs take one SGE).
 #pragma once
 
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -43,10 +44,10 @@ class fake_dma_space {
     void* p = std::aligned_alloc(4096, len);
     if (p == nullptr) return status{errc::no_memory, "fake dma"};
     std::memset(p, 0, len);
-    std::uint64_t& next = limit <= (std::uint64_t{1} << 32) ? low_ : high_;
+    std::uint64_t& next = limit <= (std::uint64_t{1} << 32) && !ignore_limits ? low_ : high_;
     const std::uint64_t dev = next;
     next += len + 4096;  // a guard page between regions: overruns fault
-    if (dev + len > limit) {
+    if (dev + len > limit && !ignore_limits) {
       std::free(p);
       return status{errc::constraint, "fake dma: limit"};
     }
@@ -73,6 +74,9 @@ class fake_dma_space {
   }
   std::size_t live() const { return regions_.size(); }
   std::uint64_t allocs = 0, frees = 0;
+  // Fault: an allocator that ignores the caller's address limit (every region
+  // lands above 4 GiB), so the driver must check what it was given.
+  bool ignore_limits = false;
 
  private:
   struct reg {
@@ -122,6 +126,37 @@ class fake_mfi_controller {
   bool corrupt_producer = false;           // next completion writes an impossible pi
   bool stuck = false;                      // state machine never reaches READY
   std::uint16_t pci_device = 0x0079;       // what CTRL_GET_INFO reports
+  // JBOD mode, like QEMU's megasas use_jbod=on: no logical drives, every disk
+  // a SYSTEM physical drive; LD frames answer DEVICE_NOT_FOUND.
+  bool jbod = false;
+  bool pd_list_query_supported = true;     // else PD_LIST_QUERY answers INVALID_DCMD
+  bool fault_after_reset = false;          // a soft reset leaves the firmware in FAULT
+  std::uint32_t fail_inits = 0;            // the next N INIT frames fail (INVALID_PARAMETER)
+  std::uint32_t error_good_next = 0;       // next N I/O frames: DONE_WITH_ERROR + GOOD, work not done
+  // Raw status words returned by the next firmware-status reads (register
+  // values the driver must survive: any state, max_cmds, max_sge).
+  std::deque<std::uint32_t> status_words;
+  // Contexts written into the reply queue before the next real one: stale,
+  // out-of-range or simply invented.
+  std::deque<std::uint32_t> inject_contexts;
+  // The next I/O frame completes with this frame status / SCSI status
+  // instead of its real result (the work is not done).
+  struct forced_status {
+    std::uint8_t cmd_status = 0, scsi_status = 0;
+  };
+  std::deque<forced_status> force_status;
+  // Sense the next pass-through completion carries: `sense_bytes` stored (at
+  // most as many as the frame asked for), header sense_len = `sense_len_said`
+  // (a lie when it differs: truncated or inflated). Completes with
+  // DONE_WITH_ERROR + CHECK CONDITION.
+  struct forced_sense {
+    std::vector<std::uint8_t> bytes;
+    std::uint8_t sense_len_said = 0;
+  };
+  std::deque<forced_sense> force_sense;
+  // DCMD payload tamper hook: may rewrite, truncate or inflate the bytes a
+  // DCMD returns (and its frame status) before they are copied to the host.
+  std::function<void(std::uint32_t opcode, std::vector<std::uint8_t>& out, std::uint8_t& cmd_status)> dcmd_hook;
 
   // ---- counters ----
   struct counters_t {
@@ -129,10 +164,26 @@ class fake_mfi_controller {
     std::uint64_t sync10 = 0, sync16 = 0, reads = 0, writes = 0, aborts = 0, resets = 0;
     std::uint64_t sgl32_frames = 0, sgl64_frames = 0, max_sge_seen = 0, highest_sge_addr = 0;
     std::uint64_t irqs = 0, completions = 0, inquiries = 0;
+    std::uint64_t error_good = 0;     // DONE_WITH_ERROR + GOOD answers given (error_good_next)
+    std::uint64_t queue_port_zero = 0;  // queue port writes naming frame address 0
+    std::uint64_t injected_contexts = 0;  // inject_contexts written to the reply queue
+    std::uint64_t pd_frames = 0, ld_frames = 0, pd_queries = 0;  // PD / LD SCSI IO frames and read/write frames
     std::vector<std::string> errors;  // protocol violations by the driver
   } c;
 
+  // PCI bus mastering (set by the platform): off, the device can neither
+  // fetch frames nor complete the ones it holds - they are gone.
+  void set_bus_master(bool on) {
+    bus_master_ = on;
+    if (!on) {
+      held_.clear();
+      dropped_.clear();
+    }
+  }
+  bool bus_master() const { return bus_master_; }
+
   std::uint32_t pending_irqs = 0;
+  std::uint32_t last_context = 0;  // the last context written to the reply queue (for stale re-posts)
   std::uint32_t intr_mask() const { return intr_mask_; }
   mfi::fw_state state() const { return static_cast<mfi::fw_state>(state_ >> 28); }
 
@@ -142,6 +193,11 @@ class fake_mfi_controller {
     switch (off) {
       case mfi::reg::outbound_msg0:
       case mfi::reg::outbound_scratch_pad: {
+        if (!status_words.empty()) {
+          const std::uint32_t w = status_words.front();
+          status_words.pop_front();
+          return w;
+        }
         std::uint32_t st = state_;
         if (fault) st = 0xf0000000u;
         else if (!boot_states.empty()) {
@@ -155,6 +211,7 @@ class fake_mfi_controller {
     }
   }
   void mmio_write(std::size_t off, std::uint32_t v) {
+    if (removed) return;  // surprise removal: writes go nowhere
     switch (off) {
       case mfi::reg::inbound_doorbell:
         if (v & mfi::idb::abort) abort_all();
@@ -168,6 +225,10 @@ class fake_mfi_controller {
       case mfi::reg::inbound_queue_port:
         ++c.frames;
         if ((v & 1u) == 0) err("queue port write without bit 0");
+        if ((v & ~0x1fu) == 0) {
+          ++c.queue_port_zero;
+          err("queue port write names frame address 0");
+        }
         // hold delays I/O frames only; INIT, DCMD and ABORT are answered at once.
         if (hold && is_io_frame(v)) held_.push_back(v);
         else handle_frame(v);
@@ -188,6 +249,8 @@ class fake_mfi_controller {
     return n;
   }
   std::size_t dropped() const { return dropped_.size(); }
+  // Frames the device still owns (held or dropped): it may DMA to their buffers.
+  std::size_t owned() const { return held_.size() + dropped_.size(); }
 
  private:
   struct dropped_cmd {
@@ -217,6 +280,7 @@ class fake_mfi_controller {
     head_ = 0;
     state_ = 0xb0000000u;
     intr_mask_ = 0xffffffffu;
+    if (fault_after_reset) fault = true;
   }
   void abort_all() {
     // Like QEMU: cancelled commands complete with SCSI_IO_FAILED.
@@ -230,6 +294,7 @@ class fake_mfi_controller {
   }
 
   void handle_frame(std::uint32_t v) {
+    if (!bus_master_) return;  // cannot even fetch the frame
     const std::uint64_t fa = v & ~0x1fu;
     // QEMU maps 2 KiB from the frame address; an unmapped tail drops the command.
     std::uint8_t* f = dma_.translate(fa, 2048);
@@ -257,6 +322,36 @@ class fake_mfi_controller {
           dropped_.push_back({fa, ctx});
           return;
         }
+        if (!force_status.empty()) {
+          const forced_status fs = force_status.front();
+          force_status.pop_front();
+          finish(fa, ctx, fs.cmd_status, fs.scsi_status);
+          return;
+        }
+        if (!force_sense.empty() && h.frame_cmd >= mfi::cmd::ld_scsi_io) {
+          forced_sense fs = std::move(force_sense.front());
+          force_sense.pop_front();
+          mfi::pass_frame p;
+          std::memcpy(&p, f, sizeof p);
+          const std::uint64_t sa = (std::uint64_t{p.sense_addr_hi} << 32) | p.sense_addr_lo;
+          // A device stores at most what the frame asked for (its sense_len).
+          const std::size_t n = fs.bytes.size() < h.sense_len ? fs.bytes.size() : h.sense_len;
+          if (n != 0) {
+            std::uint8_t* sb = dma_.translate(sa, n);
+            if (sb == nullptr) err("sense buffer not mapped");
+            else std::memcpy(sb, fs.bytes.data(), n);
+          }
+          f[1] = fs.sense_len_said;
+          finish(fa, ctx, mfi::stat::scsi_done_with_error, scsi::scsi_status::check_condition);
+          return;
+        }
+        if (error_good_next != 0) {
+          // A lying device: "failed, see the SCSI status", and the status says GOOD.
+          --error_good_next;
+          ++c.error_good;
+          finish(fa, ctx, mfi::stat::scsi_done_with_error, scsi::scsi_status::good);
+          return;
+        }
         st = h.frame_cmd <= mfi::cmd::ld_write ? do_io(f, h) : do_scsi(f, h, ss);
         break;
       default: err("unknown frame command"); break;
@@ -278,7 +373,18 @@ class fake_mfi_controller {
   }
 
   void post_context(std::uint64_t ctx) {
+    while (!inject_contexts.empty()) {
+      const std::uint32_t bad = inject_contexts.front();
+      inject_contexts.pop_front();
+      ++c.injected_contexts;
+      post_one(bad);
+    }
     ++c.completions;
+    post_one(ctx);
+  }
+
+  void post_one(std::uint64_t ctx) {
+    last_context = static_cast<std::uint32_t>(ctx);
     if (rq_ == 0) return;
     auto* q = at<std::uint32_t>(rq_ + head_ * 4u);
     if (q == nullptr) {
@@ -299,6 +405,10 @@ class fake_mfi_controller {
 
   std::uint8_t do_init(std::uint8_t* f) {
     ++c.inits;
+    if (fail_inits != 0) {
+      --fail_inits;
+      return mfi::stat::invalid_parameter;
+    }
     mfi::init_frame fr;
     std::memcpy(&fr, f, sizeof fr);
     const std::uint64_t qa = (std::uint64_t{fr.qinfo_new_addr_hi} << 32) | fr.qinfo_new_addr_lo;
@@ -389,15 +499,15 @@ class fake_mfi_controller {
         put16(1466, static_cast<std::uint16_t>(fw_sge_));
         const std::uint32_t mrs = 0xffff;
         std::memcpy(&out[1468], &mrs, 4);
-        put16(1472, static_cast<std::uint16_t>(disks_.size()));
+        put16(1472, static_cast<std::uint16_t>(jbod ? 0 : disks_.size()));
         put16(1478, static_cast<std::uint16_t>(disks_.size()));
         break;
       }
       case mfi::dcmd::ld_get_list: {
         out.assign(8 + 64 * 16, 0);
-        const std::uint32_t n = static_cast<std::uint32_t>(disks_.size());
+        const std::uint32_t n = jbod ? 0 : static_cast<std::uint32_t>(disks_.size());
         std::memcpy(&out[0], &n, 4);
-        for (std::size_t i = 0; i < disks_.size(); ++i) {
+        for (std::size_t i = 0; i < n; ++i) {
           mfi::ld_list_entry e{};
           e.target_id = disks_[i].target;
           e.state = mfi::ld_state_optimal;
@@ -406,16 +516,14 @@ class fake_mfi_controller {
         }
         break;
       }
-      case mfi::dcmd::pd_get_list: {
-        out.assign(8 + disks_.size() * 24, 0);
-        const std::uint32_t n = static_cast<std::uint32_t>(disks_.size()), size = static_cast<std::uint32_t>(out.size());
-        std::memcpy(&out[0], &size, 4);
-        std::memcpy(&out[4], &n, 4);
-        for (std::size_t i = 0; i < disks_.size(); ++i) {
-          const std::uint16_t id = static_cast<std::uint16_t>(disks_[i].target << 8);
-          std::memcpy(&out[8 + i * 24], &id, 2);
-          out[8 + i * 24 + 5] = disks_[i].target;
-        }
+      case mfi::dcmd::pd_get_list: out = pd_list(); break;
+      case mfi::dcmd::pd_list_query: {
+        // Like QEMU (megasas_dcmd_pd_list_query): every drive for "all" or in
+        // JBOD mode, else OK with nothing written.
+        ++c.pd_queries;
+        if (!pd_list_query_supported) return mfi::stat::invalid_dcmd;
+        if (d.mbox[0] != mfi::dcmd::pd_query_all && !jbod) return mfi::stat::ok;
+        out = pd_list();
         break;
       }
       case mfi::dcmd::ctrl_cache_flush: ++c.cache_flushes; return mfi::stat::ok;
@@ -426,8 +534,25 @@ class fake_mfi_controller {
       default: return mfi::stat::ok;
     }
     if (s.total < out.size() && d.opcode == mfi::dcmd::ctrl_get_info) return mfi::stat::invalid_parameter;
+    std::uint8_t st = mfi::stat::ok;
+    if (dcmd_hook) dcmd_hook(d.opcode, out, st);
+    // Never more than the SGE holds: a device cannot write past what it was given.
     move(s, out.data(), out.size() < s.total ? out.size() : s.total, true);
-    return mfi::stat::ok;
+    return st;
+  }
+
+  // PD_GET_LIST data: QEMU's device IDs (SCSI id << 8 | LUN), slot = SCSI id.
+  std::vector<std::uint8_t> pd_list() const {
+    std::vector<std::uint8_t> out(8 + disks_.size() * 24, 0);
+    const std::uint32_t n = static_cast<std::uint32_t>(disks_.size()), size = static_cast<std::uint32_t>(out.size());
+    std::memcpy(&out[0], &size, 4);
+    std::memcpy(&out[4], &n, 4);
+    for (std::size_t i = 0; i < disks_.size(); ++i) {
+      const std::uint16_t id = static_cast<std::uint16_t>(disks_[i].target << 8);
+      std::memcpy(&out[8 + i * 24], &id, 2);
+      out[8 + i * 24 + 5] = disks_[i].target;
+    }
+    return out;
   }
 
   std::uint8_t do_abort(std::uint8_t* f) {
@@ -450,7 +575,8 @@ class fake_mfi_controller {
   std::uint8_t do_io(std::uint8_t* f, const mfi::frame_header& h) {
     mfi::io_frame io;
     std::memcpy(&io, f, sizeof io);
-    fake_disk* d = disk(h.target_id);
+    ++c.ld_frames;
+    fake_disk* d = jbod ? nullptr : disk(h.target_id);
     if (d == nullptr || h.lun_id != 0) return mfi::stat::device_not_found;
     const std::uint64_t lba = (std::uint64_t{io.start_lba_hi} << 32) | io.start_lba_lo;
     const std::uint64_t bytes = std::uint64_t{h.data_len} * d->block_size;
@@ -489,7 +615,10 @@ class fake_mfi_controller {
   std::uint8_t do_scsi(std::uint8_t* f, const mfi::frame_header& h, std::uint8_t& ss) {
     mfi::pass_frame p;
     std::memcpy(&p, f, sizeof p);
-    fake_disk* d = disk(h.target_id);
+    const bool physical = h.frame_cmd == mfi::cmd::pd_scsi_io;
+    (physical ? c.pd_frames : c.ld_frames)++;
+    // QEMU: LD frames find nothing in JBOD mode (megasas_handle_scsi).
+    fake_disk* d = (jbod && !physical) || h.lun_id != 0 ? nullptr : disk(h.target_id);
     if (d == nullptr) return mfi::stat::device_not_found;
     auto check = [&](std::uint8_t key, std::uint8_t asc) {
       sense(f, key, asc);
@@ -570,6 +699,7 @@ class fake_mfi_controller {
   std::uint32_t intr_mask_ = 0xffffffffu;
   std::uint64_t rq_ = 0, pi_ = 0, ci_ = 0;
   std::uint32_t head_ = 0;
+  bool bus_master_ = true;
   std::vector<fake_disk> disks_;
   std::deque<std::uint32_t> held_;
   std::vector<dropped_cmd> dropped_;
@@ -615,8 +745,16 @@ class fake_mfi_platform {
   }
   status enable_bus_master() {
     bus_master = true;
+    ctl_.set_bus_master(true);
     return ok_status;
   }
+  status disable_bus_master() {
+    bus_master = false;
+    ++bus_master_disables;
+    ctl_.set_bus_master(false);
+    return ok_status;
+  }
+  std::uint64_t bus_master_disables = 0;
   result<dma_region> dma_alloc(std::size_t n, std::uint64_t limit) { return dma_.alloc(n, limit); }
   status dma_free(const dma_region& r) { return dma_.free(r); }
   result<std::uint32_t> irq_enable() { return vectors; }

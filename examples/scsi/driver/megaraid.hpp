@@ -12,8 +12,8 @@
 // is a template parameter (platform.hpp), so the DriverKit dext reuses this
 // file unchanged.
 //
-// Facts about the interface come from research/scsi-driverkit-anchors.md 1.2
-// and 2.1 (QEMU hw/scsi/megasas.c and Linux megaraid_sas read for facts):
+// Facts about the interface come from QEMU hw/scsi/megasas.c and Linux
+// drivers/scsi/megaraid/megaraid_sas_base.c (read for facts, not copied):
 //  - frames are posted by writing address | extra-frames << 1 | 1 to the
 //    inbound queue port; QEMU maps 2048 bytes from every posted frame in one
 //    piece, and behind a (virtual) IOMMU one mapping never crosses a 4 KiB
@@ -138,6 +138,18 @@ struct physical_drive {
   std::uint8_t slot = 0;
   std::uint8_t scsi_type = 0;
   std::uint64_t sas_address = 0;
+  // Where a PD SCSI IO frame addresses it. MegaRAID firmware takes the
+  // device ID in the frame's 8-bit target field (Linux megaraid_sas_base.c,
+  // megasas_build_dcdb: pthru->target_id = device_id); QEMU's model encodes
+  // SCSI id << 8 | LUN as the device ID (hw/scsi/megasas.c,
+  // megasas_dcmd_pd_get_list) and finds the drive by target = SCSI id, LUN
+  // (megasas_handle_scsi). A device ID that fits 8 bits is the target; a
+  // wider one is read the QEMU way.
+  std::uint8_t target = 0;
+  std::uint8_t lun = 0;
+  std::uint16_t fw_state = 0xffff;  // mfi::pd_state::system when exposed; 0xffff: not known
+  bool system = false;              // exposed to the host as is (JBOD): the only PDs we move data on
+  bool sync16_rejected = false;     // SYNCHRONIZE CACHE (16) came back INVALID OPCODE
 };
 
 struct completion {
@@ -148,6 +160,7 @@ struct completion {
   scsi::sense_data sense{};
   bool reissued = false;  // survived a controller reset by being posted again
   bool aborted = false;   // ended by abort() (the firmware's answer is in mfi_status)
+  bool stopped = false;   // ended by stop(): the controller was told to drop it and never answered
   // The sense bytes as the device returned them (auto-sense), for callers
   // that pass them on whole (the dext's fSenseBuffer). Valid only inside the
   // done callback: they live in the controller's sense buffer.
@@ -254,6 +267,10 @@ class controller {
   // Flush (CTRL_CACHE_FLUSH to controller and disk caches), CTRL_SHUTDOWN,
   // then mask interrupts (on QEMU that is also a soft reset, which leaves the
   // controller clean for the next driver) and free everything.
+  // Requests still in flight complete here, once, with an error and
+  // completion::stopped - after the firmware was told to drop them (abort
+  // all, back to READY), so no done callback hands back a buffer the device
+  // may still write. Done runs exactly once per request even across stop().
   status stop() noexcept {
     if (plat_ == nullptr) return ok_status;
     status first = ok_status;
@@ -263,7 +280,14 @@ class controller {
       status d = dcmd(mfi::dcmd::ctrl_shutdown, nullptr, 0, dma_direction::to_device);
       if (!d && first.ok()) first = d;
     }
+    operational_ = false;
+    const bool owned = tags_.in_flight() != 0;
+    if (owned && regs_ok_) regs_.write32(mfi::reg::inbound_doorbell, mfi::idb::reset_flags);
     if (regs_ok_) regs_.write32(mfi::reg::outbound_intr_mask, 0xffffffffu);
+    if (owned) {
+      fence_dma();  // in case the firmware did not hear the abort (start() enables it again)
+      fail_all({errc::io_error, "controller stopped with the command in flight"}, true);
+    }
     release();
     return first;
   }
@@ -275,6 +299,10 @@ class controller {
   std::span<const physical_drive> physical_drives() const noexcept { return {pds_, pd_count_}; }
   std::uint32_t in_flight() const noexcept { return io_in_flight_; }
   bool operational() const noexcept { return operational_; }
+  // The LD with this target ID, or the PD a PD SCSI IO frame reaches at
+  // (target, LUN 0); nullptr when the controller presented none.
+  const logical_drive* logical_drive_at(std::uint8_t target) const noexcept { return find_ld(target); }
+  const physical_drive* physical_drive_at(std::uint8_t target) const noexcept { return find_pd(target, 0); }
 
   // ---- asynchronous I/O ---------------------------------------------------------------
   // Builds and posts one frame. errc::no_space when the queue depth (or the
@@ -421,17 +449,18 @@ class controller {
     return pg->payload.size();
   }
 
-  result<scsi::capacity> read_capacity(std::uint8_t target) noexcept {
+  result<scsi::capacity> read_capacity(std::uint8_t target, bool physical = false) noexcept {
     scsi::cdb_bytes c;
-    completion r = scsi_command(target, c, scsi::read_capacity_10(c), 8);
+    completion r = scsi_command(target, c, scsi::read_capacity_10(c), 8, dma_direction::from_device, physical);
     if (!r.st) return r.st;
     auto cap = scsi::parse_read_capacity_10(scratch(), 8);
     if (!cap || !cap->needs_16) return cap;
-    return read_capacity_16(target);
+    return read_capacity_16(target, physical);
   }
-  result<scsi::capacity> read_capacity_16(std::uint8_t target) noexcept {
+  result<scsi::capacity> read_capacity_16(std::uint8_t target, bool physical = false) noexcept {
     scsi::cdb_bytes c;
-    completion r = scsi_command(target, c, scsi::read_capacity_16(c, 32), 32);
+    completion r =
+        scsi_command(target, c, scsi::read_capacity_16(c, 32), 32, dma_direction::from_device, physical);
     if (!r.st) return r.st;
     return scsi::parse_read_capacity_16(scratch(), 32);
   }
@@ -452,9 +481,12 @@ class controller {
   // complete only on its answer. The 16-byte form first when asked; if the
   // device rejects it as an invalid opcode (QEMU's scsi-disk does) it is
   // retried as the 10-byte form and the drive remembers that.
-  completion synchronize_cache(std::uint8_t target, bool use16) noexcept {
-    logical_drive* ld = find_ld(target);
-    const bool try16 = use16 && !(ld != nullptr && ld->sync16_rejected);
+  // `physical`: to a physical (system) drive in a PD SCSI IO frame.
+  completion synchronize_cache(std::uint8_t target, bool use16, bool physical = false) noexcept {
+    logical_drive* ld = physical ? nullptr : find_ld(target);
+    physical_drive* pd = physical ? find_pd(target, 0) : nullptr;
+    bool* rejected = ld != nullptr ? &ld->sync16_rejected : pd != nullptr ? &pd->sync16_rejected : nullptr;
+    const bool try16 = use16 && !(rejected != nullptr && *rejected);
     scsi::cdb_bytes c;
     auto len = scsi::synchronize_cache(c, try16);
     completion r;
@@ -464,14 +496,14 @@ class controller {
     }
     ++stats_.sync_cache_sent;
     if (!try16) ++stats_.sync_cache_10;
-    r = scsi_command(target, c, *len, 0, dma_direction::to_device);
+    r = scsi_command(target, c, *len, 0, dma_direction::to_device, physical);
     if (try16 && r.sense_valid && r.sense.key == scsi::sense_key::illegal_request && r.sense.asc == 0x20) {
-      if (ld != nullptr) ld->sync16_rejected = true;
+      if (rejected != nullptr) *rejected = true;
       ++stats_.sync16_fallbacks;
       len = scsi::synchronize_cache(c, false);
       ++stats_.sync_cache_sent;
       ++stats_.sync_cache_10;
-      r = scsi_command(target, c, *len, 0, dma_direction::to_device);
+      r = scsi_command(target, c, *len, 0, dma_direction::to_device, physical);
     }
     return r;
   }
@@ -495,12 +527,20 @@ class controller {
   // in-flight I/O is re-posted (reissue_after_reset) or failed, timed-out
   // commands fail with errc::timeout. Nothing completes twice: the old reply
   // queue is discarded and re-posted commands get fresh tags.
+  //
+  // A reset that fails (firmware never READY, INIT refused) still ends every
+  // command: nothing is re-issued, each completes once with an error, and the
+  // controller stays stopped (submit: not_initialized) until reset() or
+  // start() succeeds.
   status reset() noexcept {
     if (plat_ == nullptr) return {errc::not_initialized, "controller not started"};
     ++stats_.resets;
     operational_ = false;
     regs_.write32(mfi::reg::inbound_doorbell, mfi::idb::reset_flags);
-    DKQ_TRY(to_ready());
+    const status ready = to_ready();
+    // A firmware that never came back may still hold our frames and DMA to
+    // their buffers once they are handed back: cut it off first.
+    if (!ready) fence_dma();
     // Collect what was in flight, then free every tag: old contexts can no
     // longer be delivered. (reissue_ was sized at start: no allocation and no
     // large stack array here - a dext's stack is small.)
@@ -518,16 +558,32 @@ class controller {
         completion c = make_status_completion({errc::io_error, "aborted command ended by a controller reset"});
         c.aborted = true;
         finish_slot(t.slot, c);
-      } else if (opt_.reissue_after_reset && !s.internal && s.reissues < opt_.max_reissues && nre < slot_count_) {
+      } else if (ready.ok() && opt_.reissue_after_reset && !s.internal && s.reissues < opt_.max_reissues &&
+                 nre < slot_count_) {
         reissue[nre++] = t.slot;
+      } else if (!ready.ok() && !s.internal) {
+        ++stats_.failed_by_reset;
+        finish_slot(t.slot, make_status_completion({errc::io_error, "controller reset failed; command not re-issued"}));
       } else {
         ++stats_.failed_by_reset;
         finish_slot(t.slot, make_status_completion({errc::io_error, "command failed by a controller reset"}));
       }
     });
     io_in_flight_ = 0;
-    for (std::uint32_t i = 0; i < nre; ++i) ++io_in_flight_;
-    DKQ_TRY(init_queues());
+    if (!ready) return ready;
+    io_in_flight_ = nre;
+    // Back on after an earlier failed reset cut it (no-op otherwise).
+    status init = plat_->enable_bus_master();
+    if (init) init = init_queues();
+    if (!init) {
+      // The candidates hold no tag now: fail them here or nobody ever will.
+      for (std::uint32_t i = 0; i < nre; ++i) {
+        --io_in_flight_;
+        ++stats_.failed_by_reset;
+        finish_slot(reissue[i], make_status_completion({errc::io_error, "controller reset failed (INIT); command not re-issued"}));
+      }
+      return init;
+    }
     operational_ = true;
     for (std::uint32_t i = 0; i < nre; ++i) {
       const std::uint32_t si = reissue[i];
@@ -546,8 +602,15 @@ class controller {
       h->context = *cid;
       h->cmd_status = mfi::status_pending;
       h->scsi_status = 0;
+      const status p = post(s);
+      if (!p) {
+        (void)tags_.cancel(s.cid);
+        --io_in_flight_;
+        ++stats_.failed_by_reset;
+        finish_slot(si, make_status_completion(p));
+        continue;
+      }
       ++stats_.reissued;
-      post(s);
     }
     return ok_status;
   }
@@ -691,7 +754,7 @@ class controller {
   status allocate() noexcept {
     // Control structures below 4 GiB: frames are posted through the 32-bit
     // inbound queue port, and MFI controllers use 32-bit consistent DMA for
-    // control memory (research 2.1).
+    // control memory (Linux megaraid_sas_base.c, megasas_set_dma_mask).
     const std::uint64_t ctl_limit = limit_4g;
     const std::uint64_t data_limit = opt_.force_32bit ? limit_4g : no_address_limit;
 
@@ -809,7 +872,11 @@ class controller {
     f->qinfo_new_addr_lo = static_cast<std::uint32_t>(qa);
     f->qinfo_new_addr_hi = static_cast<std::uint32_t>(qa >> 32);
     sl.extra_frames = 0;
-    post(sl);
+    if (status p = post(sl); !p) {
+      abandon_slot(si);
+      initialising_ = false;
+      return p;
+    }
     completion c = wait_slot(si);
     initialising_ = false;
     return c.st;
@@ -846,7 +913,10 @@ class controller {
       f->header.data_len = bytes;
     }
     sl.extra_frames = 0;
-    post(sl);
+    if (status p = post(sl); !p) {
+      abandon_slot(si);
+      return p;
+    }
     return wait_slot(si).st;
   }
 
@@ -911,7 +981,35 @@ class controller {
       d.slot = e[5];
       d.scsi_type = e[6];
       std::memcpy(&d.sas_address, e + 8, 8);
+      if (d.device_id <= 0xff) {
+        d.target = static_cast<std::uint8_t>(d.device_id);
+      } else {
+        d.target = static_cast<std::uint8_t>(d.device_id >> 8);
+        d.lun = static_cast<std::uint8_t>(d.device_id);
+      }
       pds_[pd_count_++] = d;
+    }
+    // Which drives the firmware exposes to the host as is (SYSTEM, the JBOD
+    // case): the PD list again, filtered by the firmware (Linux
+    // megasas_get_pd_list asks the same). Only those are the host's to move
+    // data on; a drive inside a logical drive never is. A controller that
+    // does not know the query exposes none - not a bring-up failure.
+    std::uint8_t q[12] = {};
+    q[0] = mfi::dcmd::pd_query_exposed_to_host;
+    if (dcmd(mfi::dcmd::pd_list_query, q, bytes, dma_direction::from_device)) {
+      const std::uint8_t* e0 = scratch();
+      std::uint32_t n;
+      std::memcpy(&n, e0 + 4, 4);
+      if (n > (bytes - pd_list_header) / pd_entry_size) return {errc::protocol_error, "exposed PD list count too large", n};
+      for (std::uint32_t k = 0; k < n; ++k) {
+        std::uint16_t id;
+        std::memcpy(&id, e0 + pd_list_header + k * pd_entry_size, 2);
+        for (std::uint32_t i = 0; i < pd_count_; ++i)
+          if (pds_[i].device_id == id) {
+            pds_[i].system = true;
+            pds_[i].fw_state = mfi::pd_state::system;
+          }
+      }
     }
     return ok_status;
   }
@@ -957,12 +1055,17 @@ class controller {
     s.in_use = false;
   }
 
-  void post(slot_state& s) noexcept {
+  // A frame the queue port cannot name (above 4 GiB, misaligned, too many
+  // extra frames) is an error for the caller and is never posted: writing a
+  // substitute value would hand the firmware frame address 0.
+  [[nodiscard]] status post(slot_state& s) noexcept {
     // The frame (and the SGL, sense address, data) must be visible to the
     // device before the queue port write; mmio write32 orders it (dma_wmb).
     auto v = mfi::queue_port_value(s.frame.mem.device, s.extra_frames);
-    regs_.write32(mfi::reg::inbound_queue_port, v.value_or(0));
+    if (!v) return v.error();
+    regs_.write32(mfi::reg::inbound_queue_port, *v);
     ++stats_.frames_posted;
+    return ok_status;
   }
 
   status submit_impl(const request& r, bool internal) noexcept {
@@ -979,8 +1082,11 @@ class controller {
       abandon_slot(si);
       return s;
     }
+    if (status p = post(slots_[si]); !p) {
+      abandon_slot(si);
+      return p;
+    }
     ++stats_.submitted;
-    post(slots_[si]);
     return ok_status;
   }
 
@@ -988,6 +1094,12 @@ class controller {
     const bool ld = r.kind != op::pd_scsi;
     if (ld && (r.target >= mfi::max_ld || r.lun != 0))
       return {errc::invalid_argument, "logical drives are targets 0..63, LUN 0", r.target};
+    // Only what the controller presented: a frame to anything else could
+    // reach a disk the firmware did not offer to the host (issue #13 item 11).
+    if (ld && find_ld(r.target) == nullptr)
+      return {errc::not_found, "target is not a logical drive of this controller", r.target};
+    if (!ld && find_pd(r.target, r.lun) == nullptr)
+      return {errc::not_found, "target is not a physical drive of this controller", r.target};
     if (r.kind == op::ld_read || r.kind == op::ld_write) {
       if (r.blocks == 0 || !r.data.valid())
         return {errc::invalid_argument, "LD read/write needs blocks and a data buffer"};
@@ -1143,6 +1255,30 @@ class controller {
     return 1;
   }
 
+  // Cuts the device off from host memory (PCI command register, bus master
+  // off) when the platform offers it: the last resort when the firmware could
+  // not be told to drop its frames. start() enables bus mastering again.
+  void fence_dma() noexcept {
+    if constexpr (requires(P& p) {
+                    { p.disable_bus_master() } -> std::same_as<status>;
+                  }) {
+      if (plat_ != nullptr && !plat_->disable_bus_master()) last_error_ = {errc::io_error, "could not disable bus mastering"};
+    }
+  }
+
+  // stop(): every occupied tag ends now, once. The device was already told to
+  // drop them; internal commands keep their result for wait_slot.
+  void fail_all(status why, bool stopped) noexcept {
+    tags_.cancel_all([&](std::uint16_t, const tag_ctx& t, bool) noexcept {
+      slot_state& s = slots_[t.slot];
+      completion c = make_status_completion(why);
+      c.stopped = stopped;
+      c.aborted = s.abort_requested;
+      finish_slot(t.slot, c);
+    });
+    io_in_flight_ = 0;
+  }
+
   static completion make_status_completion(status st) noexcept {
     completion c;
     c.st = st;
@@ -1249,8 +1385,12 @@ class controller {
     f->abort_mfi_addr_lo = static_cast<std::uint32_t>(victim.frame.mem.device.value());
     f->abort_mfi_addr_hi = static_cast<std::uint32_t>(victim.frame.mem.device.value() >> 32);
     a.extra_frames = 0;
+    if (!post(a)) {  // not posted: the grace timer leads to a reset
+      a.internal = true;  // acquired as internal: no I/O count to give back
+      abandon_slot(si);
+      return;
+    }
     ++stats_.aborts;
-    post(a);
   }
 
   std::uint64_t timeout_of(const request& r) const noexcept {
@@ -1261,6 +1401,19 @@ class controller {
     for (std::uint32_t i = 0; i < ld_count_; ++i)
       if (lds_[i].target == target) return &lds_[i];
     return nullptr;
+  }
+  const logical_drive* find_ld(std::uint8_t target) const noexcept {
+    for (std::uint32_t i = 0; i < ld_count_; ++i)
+      if (lds_[i].target == target) return &lds_[i];
+    return nullptr;
+  }
+  const physical_drive* find_pd(std::uint8_t target, std::uint8_t lun) const noexcept {
+    for (std::uint32_t i = 0; i < pd_count_; ++i)
+      if (pds_[i].target == target && pds_[i].lun == lun) return &pds_[i];
+    return nullptr;
+  }
+  physical_drive* find_pd(std::uint8_t target, std::uint8_t lun) noexcept {
+    return const_cast<physical_drive*>(static_cast<const controller*>(this)->find_pd(target, lun));
   }
 
   void release() noexcept {

@@ -14,6 +14,9 @@
 //   map_bar(n)           the register window of memory BAR n (by BAR number;
 //                        DriverKit converts to a memory index underneath)
 //   enable_bus_master()  without it every DMA is dropped silently
+//   disable_bus_master() optional: when present, the core cuts the device off
+//                        from memory after a reset that failed (firmware not
+//                        back to READY) and at a stop() with frames still out
 //   dma_alloc(bytes, limit)  zeroed DMA memory whose device addresses are all
 //                        below `limit` (exclusive; ~0 = no limit)
 //   dma_free(region)

@@ -362,9 +362,10 @@ kern_return_t IMPL(DkqMegaRAID, UserStartController) {
     timer->WakeAtTime(kIOTimerClockMachAbsoluteTime, mach_absolute_time() + ns_to_abs(period), 0);
   });
 
-  // Targets: the LDs, created one at a time from TargetQueue, never from
-  // Default (UserCreateTargetForID would deadlock) and never blocking here.
-  std::uint8_t first = 0;
+  // Targets: the LDs and SYSTEM (JBOD) drives, created one at a time from
+  // TargetQueue, never from Default (UserCreateTargetForID would deadlock)
+  // and never blocking here.
+  std::uint64_t first = 0;
   bool any = false;
   {
     locked g(iv->lock);
@@ -373,7 +374,7 @@ kern_return_t IMPL(DkqMegaRAID, UserStartController) {
   }
   kr = CreateActionAsyncCreateTargetForID(sizeof(void*), &iv->target_action);
   if (kr != kIOReturnSuccess) return kr;
-  if (any) AsyncEventHandler(iv->target_action, first);
+  if (any) AsyncEventHandler(iv->target_action, static_cast<uint32_t>(first));
   return kIOReturnSuccess;
 }
 
@@ -388,13 +389,13 @@ void IMPL(DkqMegaRAID, AsyncCreateTargetForID) {
     props->release();
   }
   if (kr != kIOReturnSuccess) LOG("target %u: UserCreateTargetForID 0x%x", targetID, kr);
-  std::uint8_t next = 0;
+  std::uint64_t next = 0;
   bool more = false;
   {
     locked g(iv->lock);
     more = iv->running && iv->plan.next_target(next);
   }
-  if (more) AsyncEventHandler(action, next);  // the next one only after this one exists
+  if (more) AsyncEventHandler(action, static_cast<uint32_t>(next));  // the next one only after this one exists
 }
 
 // Quiesce: in-flight tasks finish (bounded), SYNCHRONIZE CACHE to every LD,
@@ -490,7 +491,7 @@ kern_return_t IMPL(DkqMegaRAID, UserReportInitiatorIdentifier) {
 }
 
 kern_return_t IMPL(DkqMegaRAID, UserReportHighestSupportedDeviceID) {
-  *id = dx::target_plan{}.highest_device_id;  // the MFI LD range, 0..63
+  *id = dx::target_plan{}.highest_device_id;  // LDs 0..63, then SYSTEM PDs 64..319
   return kIOReturnSuccess;
 }
 

@@ -217,10 +217,19 @@ constexpr bool is_lun0(const std::uint8_t (&lun)[8]) noexcept {
   return true;
 }
 
+// SCSI family target IDs: logical drives keep their MFI target (0..63);
+// physical drives the controller exposes as SYSTEM (JBOD) drives follow at
+// pd_target_base + their PD frame target, so one controller can offer both.
+inline constexpr std::uint64_t pd_target_base = mfi::max_ld;
+inline constexpr std::uint32_t max_targets = mfi::max_ld + 256;
+inline bool is_pd_target(std::uint64_t target_id) noexcept {
+  return target_id >= pd_target_base && target_id < max_targets;
+}
+
 // Builds the core request for one task. Errors (never a partly built request):
 //   invalid_argument  version, CDB length, direction/count mismatch, buffer missing
 //                     or shorter than the count, IOVM address 0
-//   out_of_range      target above 63 (LD targets are 0..63)
+//   out_of_range      target above the LD and PD ranges (0..63, 64..319)
 //   not_supported     a LUN other than 0 (answered CHECK CONDITION, LOGICAL UNIT
 //                     NOT SUPPORTED, by reject_response)
 //   constraint        transfer longer than the controller's maximum
@@ -229,16 +238,18 @@ inline result<request> to_request(const task_view& t, const data_buffer& buf, co
     return status{errc::invalid_argument, "SCSIUserParallelTask version not supported", t.version};
   if (t.cdb_length == 0 || t.cdb_length > 16)
     return status{errc::invalid_argument, "CDB length must be 1..16", t.cdb_length};
-  if (t.target_id >= mfi::max_ld)
-    return status{errc::out_of_range, "logical drive targets are 0..63", t.target_id};
-  if (!is_lun0(t.lun)) return status{errc::not_supported, "logical drives have LUN 0 only", t.lun[1]};
+  if (t.target_id >= max_targets)
+    return status{errc::out_of_range, "targets are 0..63 (logical) and 64..319 (physical)", t.target_id};
+  if (!is_lun0(t.lun)) return status{errc::not_supported, "targets have LUN 0 only", t.lun[1]};
   if (t.requested_count > lim.max_transfer)
     return status{errc::constraint, "transfer longer than the controller's maximum", t.requested_count};
   if (t.dir == transfer_dir::none && t.requested_count != 0)
     return status{errc::invalid_argument, "task without a data direction asks for data", t.requested_count};
   request r;
-  r.kind = op::ld_scsi;  // the CDB goes to the LD unchanged (FUA, DPO, group bits survive)
-  r.target = static_cast<std::uint8_t>(t.target_id);
+  // The CDB goes to the LD, or in a PD SCSI IO frame to the physical drive,
+  // unchanged (FUA, DPO, group bits survive).
+  r.kind = is_pd_target(t.target_id) ? op::pd_scsi : op::ld_scsi;
+  r.target = static_cast<std::uint8_t>(is_pd_target(t.target_id) ? t.target_id - pd_target_base : t.target_id);
   r.lun = 0;
   std::memcpy(r.cdb.data(), t.cdb, t.cdb_length);
   r.cdb_len = t.cdb_length;
@@ -399,9 +410,23 @@ inline response_view reject_response(const task_view& t, const status& why) noex
     r.why = why;
     return r;
   }
-  if (why.code() == errc::not_initialized || why.code() == errc::removed)
+  if (why.code() == errc::not_initialized || why.code() == errc::removed || why.code() == errc::not_found)
     return failure_response(t, host_failure::device_not_present, why);
   return failure_response(t, host_failure::delivery_failure, why);
+}
+
+// SAM-5 5.3 status codes that report a failure by themselves; GOOD, CONDITION
+// MET and the obsolete/reserved codes do not.
+constexpr bool reports_failure(std::uint8_t scsi_status) noexcept {
+  switch (scsi_status) {
+    case scsi::scsi_status::check_condition:
+    case scsi::scsi_status::busy:
+    case scsi::scsi_status::reservation_conflict:
+    case scsi::scsi_status::task_set_full:
+    case scsi::scsi_status::aca_active:
+    case scsi::scsi_status::task_aborted: return true;
+    default: return false;
+  }
 }
 
 // A core completion as the OS wants it:
@@ -409,7 +434,9 @@ inline response_view reject_response(const task_view& t, const status& why) noex
 //  - SCSI done with error: the target's status byte as is (CHECK CONDITION with
 //    auto-sense when the frame carried sense, BUSY, TASK SET FULL, ...); data
 //    counts as transferred only when the core calls the completion good
-//    (RECOVERED ERROR / NO SENSE);
+//    (RECOVERED ERROR / NO SENSE); a status byte that does not report a
+//    failure (GOOD, CONDITION MET, reserved) on a failed command is a target
+//    failure, never passed on;
 //  - RESERVATION CONFLICT frame status: that SCSI status;
 //  - controller out of resources: BUSY (the OS retries);
 //  - device or LD not found / offline: device not present;
@@ -421,6 +448,11 @@ inline response_view build_response(const task_view& t, const completion& c) noe
   r.controller_task_id = t.controller_task_id;
   r.target_id = t.target_id;
   r.why = c.st;
+  if (c.stopped) {
+    // The controller was stopped with the task in flight: it will never
+    // answer it now.
+    return failure_response(t, host_failure::device_not_present, c.st);
+  }
   if (c.aborted) {
     // Ended by ABORT TASK (abort_task): TASK ABORTED, nothing transferred.
     r.scsi_status = scsi::scsi_status::task_aborted;
@@ -432,6 +464,14 @@ inline response_view build_response(const task_view& t, const completion& c) noe
       r.bytes_transferred = t.requested_count;
       return r;
     case mfi::stat::scsi_done_with_error:
+      if (!c.st.ok() && !reports_failure(c.scsi_status)) {
+        // "Failed, see the SCSI status" and the status says success (GOOD,
+        // CONDITION MET) or nothing known: the device contradicts itself.
+        // The core's verdict stands - passing GOOD on would acknowledge a
+        // command that failed (for SYNCHRONIZE CACHE, a flush that did not
+        // happen).
+        return failure_response(t, host_failure::delivery_failure, c.st);
+      }
       r.scsi_status = c.scsi_status;
       if (c.scsi_status == scsi::scsi_status::check_condition && c.sense_valid) {
         if (c.sense_bytes != nullptr && c.sense_bytes_len != 0) {
@@ -641,20 +681,22 @@ class task_table {
 
 // ---- target discovery -------------------------------------------------------------------------
 
-// Targets are the LDs' target IDs (0..63), created one at a time from an
+// Targets are the LDs' target IDs (0..63) and the SYSTEM (JBOD) physical
+// drives at pd_target_base + PD target, created one at a time from an
 // asynchronous action on a queue of their own (UserCreateTargetForID from the
-// Default queue deadlocks: Apple, UserCreateTargetForID). The highest supported device ID is
-// the MFI LD range, not the highest present LD, so an LD added later can be
-// created without re-initialising; the initiator ID sits just above it.
+// Default queue deadlocks: Apple, UserCreateTargetForID). The highest
+// supported device ID is the whole LD + PD range, not the highest present
+// target, so a drive added later can be created without re-initialising;
+// the initiator ID sits just above it.
 struct target_plan {
-  std::uint8_t targets[mfi::max_ld] = {};
+  std::uint16_t targets[max_targets] = {};
   std::uint32_t count = 0;
   std::uint32_t next = 0;
-  std::uint64_t highest_device_id = mfi::max_ld - 1;
-  std::uint64_t initiator_id = mfi::max_ld;
+  std::uint64_t highest_device_id = max_targets - 1;
+  std::uint64_t initiator_id = max_targets;
 
   // The next target to create, or false when every one was handed out.
-  bool next_target(std::uint8_t& t) noexcept {
+  bool next_target(std::uint64_t& t) noexcept {
     if (next >= count) return false;
     t = targets[next++];
     return true;
@@ -667,14 +709,19 @@ struct target_plan {
 };
 
 // Ascending, each target once, targets outside 0..63 dropped (the core
-// already refuses such a list; this keeps the plan safe on its own).
-inline target_plan make_target_plan(std::span<const logical_drive> lds) noexcept {
+// already refuses such a list; this keeps the plan safe on its own); then
+// the SYSTEM physical drives. A PD that is not a system drive is never a
+// target: it belongs to a logical drive or was not offered to the host.
+inline target_plan make_target_plan(std::span<const logical_drive> lds,
+                                    std::span<const physical_drive> pds = {}) noexcept {
   target_plan p;
-  bool seen[mfi::max_ld] = {};
+  bool seen[max_targets] = {};
   for (const logical_drive& ld : lds)
     if (ld.target < mfi::max_ld) seen[ld.target] = true;
-  for (std::uint32_t t = 0; t < mfi::max_ld; ++t)
-    if (seen[t]) p.targets[p.count++] = static_cast<std::uint8_t>(t);
+  for (const physical_drive& pd : pds)
+    if (pd.system && pd.lun == 0) seen[pd_target_base + pd.target] = true;
+  for (std::uint32_t t = 0; t < max_targets; ++t)
+    if (seen[t]) p.targets[p.count++] = static_cast<std::uint16_t>(t);
   return p;
 }
 
@@ -759,7 +806,7 @@ class task_engine {
     return d ? *d : dma_specification{};
   }
   target_plan targets() const noexcept {
-    return core_ != nullptr ? make_target_plan(core_->logical_drives()) : target_plan{};
+    return core_ != nullptr ? make_target_plan(core_->logical_drives(), core_->physical_drives()) : target_plan{};
   }
 
   // UserMapHBAData.
@@ -801,6 +848,12 @@ class task_engine {
       return fail({errc::not_initialized, "controller is not running"});
     auto r = to_request(t, buf, translate_limits{cfg_.task_version, core_->info().max_transfer});
     if (!r) return fail(r.error());
+    if (r->kind == op::pd_scsi) {
+      // Only a drive the controller exposes to the host as is.
+      const physical_drive* pd = core_->physical_drive_at(r->target);
+      if (pd == nullptr || !pd->system)
+        return fail({errc::not_found, "not a system (JBOD) physical drive of this controller", t.target_id});
+    }
     auto plan = plan_data_sgl(*r, core_->info(), cfg_.bounce_chunk);
     if (!plan) return fail(plan.error());
     if (plan->bounced && buf.cpu == nullptr)
@@ -813,7 +866,7 @@ class task_engine {
     s.req.done = &task_engine::on_done;
     s.req.user = &s;
     if (t.cdb[0] == scsi::op::synchronize_cache_16) {
-      if (t.target_id < mfi::max_ld && sync16_rejected_[t.target_id]) {
+      if (t.target_id < max_targets && sync16_rejected_[t.target_id]) {
         bool widened = false;
         sync16_to_sync10(t.cdb, s.req.cdb, widened);
         s.req.cdb_len = 10;
@@ -860,7 +913,9 @@ class task_engine {
   // (reaches the backing store; the flush DCMD alone does not on QEMU), then
   // the core's stop (CTRL_CACHE_FLUSH DCMD, CTRL_SHUTDOWN, interrupts masked,
   // memory freed). Tasks still in flight are answered "device not present":
-  // the controller will never answer them now. Returns the first error.
+  // the controller will never answer them now (the core's stop() completes
+  // those at the controller, with completion::stopped; the loop below answers
+  // those waiting for a retry). Returns the first error.
   status shutdown(std::uint64_t drain_deadline_ns) noexcept {
     if (core_ == nullptr) return ok_status;
     status first = ok_status;
@@ -870,6 +925,12 @@ class task_engine {
       }
       for (const logical_drive& ld : core_->logical_drives()) {
         const completion c = core_->synchronize_cache(ld.target, false);
+        ++st_.sync_cache_forwarded;
+        if (!c.st && first.ok()) first = c.st;
+      }
+      for (const physical_drive& pd : core_->physical_drives()) {
+        if (!pd.system) continue;
+        const completion c = core_->synchronize_cache(pd.target, false, true);
         ++st_.sync_cache_forwarded;
         if (!c.st && first.ok()) first = c.st;
       }
@@ -888,7 +949,7 @@ class task_engine {
   const engine_stats& stats() const noexcept { return st_; }
   const task_table_counters& id_counters() const noexcept { return ids_.counters(); }
   std::uint32_t tasks_in_flight() const noexcept { return ids_.in_flight(); }
-  bool sync16_rejected(std::uint8_t target) const noexcept { return target < mfi::max_ld && sync16_rejected_[target]; }
+  bool sync16_rejected(std::uint64_t target) const noexcept { return target < max_targets && sync16_rejected_[target]; }
 
   // UserAbortTaskRequest(target, LUN, task tag): ABORT TASK for the task in
   // flight with that tag. A task waiting for its (10) retry is answered at
@@ -944,7 +1005,7 @@ class task_engine {
       // Not an answer to give the OS: the flush has not happened. Re-issue as
       // (10) and complete only on the controller's answer to that.
       s.first16 = false;
-      if (s.task.target_id < mfi::max_ld) sync16_rejected_[s.task.target_id] = true;
+      if (s.task.target_id < max_targets) sync16_rejected_[s.task.target_id] = true;
       ++st_.sync16_fallbacks;
       bool widened = false;
       sync16_to_sync10(s.task.cdb, s.req.cdb, widened);
@@ -955,6 +1016,7 @@ class task_engine {
       pending_[npending_++] = static_cast<std::uint32_t>(s.task.controller_task_id);
       return;
     }
+    if (c.stopped) ++st_.failed_at_stop;  // the core's stop() ended it (shutdown)
     deliver(s, build_response(s.task, c));
   }
 
@@ -1000,7 +1062,7 @@ class task_engine {
   task_table<task_state> ids_;
   std::uint32_t* pending_ = nullptr;
   std::uint32_t npending_ = 0;
-  bool sync16_rejected_[mfi::max_ld] = {};
+  bool sync16_rejected_[max_targets] = {};
   engine_stats st_{};
 };
 

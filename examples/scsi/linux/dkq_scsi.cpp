@@ -1,17 +1,22 @@
 // dkq-scsi - the MegaRAID SAS (MFI) example driver as a Linux program over VFIO.
 //
 //   dkq-scsi list     [<bdf>...]        controllers (bound to vfio-pci: also targets)
-//   dkq-scsi inquiry  <bdf> --target T [--vpd PAGE] [--pd]   (--pd: physical drive T, PD frame)
-//   dkq-scsi capacity <bdf> --target T
-//   dkq-scsi read     <bdf> --target T --lba L --blocks C [--out FILE]
-//   dkq-scsi write    <bdf> --target T --lba L --blocks C --seed S
-//   dkq-scsi sync     <bdf> [--target T|all]            SYNCHRONIZE CACHE (16 -> 10)
-//   dkq-scsi verify   <bdf> [--target T|all] --lba L --blocks C [--seed S] [--qd Q] [--bs B]
-//   dkq-scsi perf     <bdf> --target T [--bs B] [--qd Q] [--rw read|write|PCT] [--seq]
+//   dkq-scsi inquiry  <bdf> --target T [--vpd PAGE] [--pd]
+//   dkq-scsi capacity <bdf> --target T [--pd]
+//   dkq-scsi read     <bdf> --target T --lba L --blocks C [--out FILE] [--pd]
+//   dkq-scsi write    <bdf> --target T --lba L --blocks C --seed S [--pd]
+//   dkq-scsi sync     <bdf> [--target T|all] [--pd]     SYNCHRONIZE CACHE (16 -> 10)
+//   dkq-scsi verify   <bdf> [--target T|all] --lba L --blocks C [--seed S] [--qd Q] [--bs B] [--pd]
+//   dkq-scsi perf     <bdf> --target T [--bs B] [--qd Q] [--rw read|write|PCT] [--seq] [--pd]
 //                     [--time S | --ios N] [--json] [--allow-errors]
 //                     (--allow-errors: failed commands, e.g. timeouts against a
 //                     throttled disk, do not fail the run; double or lost
 //                     completions always do)
+// Targets: without --pd, T is a logical drive; with --pd, a physical drive
+//         reached through PD SCSI IO frames - for anything that moves data or
+//         flushes, only a SYSTEM (JBOD) drive the controller exposes as is.
+//         Every command checks its target(s) this one way before it sends
+//         anything (resolve_targets).
 // Common: --pass (READ/WRITE CDBs in pass-through frames instead of LD
 //         read/write frames), --cdb16, --abort-grace-ms MS (0: reset right
 //         after an ABORT that did not bring the command back), --force-32bit (SGL32, control memory
@@ -36,6 +41,7 @@
 #include "../../common/format.hpp"
 #include "../../common/pattern.hpp"
 #include "../driver/megaraid.hpp"
+#include "session.hpp"
 #include "vfio_platform.hpp"
 
 namespace mr = dkq::examples::megaraid;
@@ -73,13 +79,14 @@ struct args {
   std::fprintf(stderr,
                "usage: dkq-scsi list [<bdf>...]\n"
                "       dkq-scsi inquiry  <bdf> --target T [--vpd PAGE] [--pd]\n"
-               "       dkq-scsi capacity <bdf> --target T\n"
-               "       dkq-scsi read     <bdf> --target T --lba L --blocks C [--out FILE]\n"
-               "       dkq-scsi write    <bdf> --target T --lba L --blocks C --seed S\n"
-               "       dkq-scsi sync     <bdf> [--target T|all]\n"
-               "       dkq-scsi verify   <bdf> [--target T|all] --lba L --blocks C [--seed S] [--qd Q] [--bs B]\n"
-               "       dkq-scsi perf     <bdf> --target T [--bs B] [--qd Q] [--rw read|write|PCT] [--seq]\n"
+               "       dkq-scsi capacity <bdf> --target T [--pd]\n"
+               "       dkq-scsi read     <bdf> --target T --lba L --blocks C [--out FILE] [--pd]\n"
+               "       dkq-scsi write    <bdf> --target T --lba L --blocks C --seed S [--pd]\n"
+               "       dkq-scsi sync     <bdf> [--target T|all] [--pd]\n"
+               "       dkq-scsi verify   <bdf> [--target T|all] --lba L --blocks C [--seed S] [--qd Q] [--bs B] [--pd]\n"
+               "       dkq-scsi perf     <bdf> --target T [--bs B] [--qd Q] [--rw read|write|PCT] [--seq] [--pd]\n"
                "                         [--time S | --ios N] [--json]\n"
+               "targets: logical drives; with --pd physical drives (SYSTEM/JBOD drives for data and sync)\n"
                "common: --pass --cdb16 --force-32bit --poll|--irq|--hybrid --qdepth N --timeout-ms MS\n"
                "        --abort-grace-ms MS --allow-errors (perf)\n");
   std::exit(2);
@@ -165,18 +172,14 @@ std::uint64_t now_ns() {
 }
 
 // ---- session ---------------------------------------------------------------------
-struct session {
-  std::unique_ptr<vfio::device> dev;
-  std::unique_ptr<dkq::scsi_linux::vfio_platform> plat;
-  std::unique_ptr<ctrl_t> ctrl;
-  std::vector<dma_region> buffers;
+// Teardown order (session.hpp): controller stopped - in-flight requests
+// completed with an error while their buffers are mapped - then the buffers
+// unmapped, then core, platform and device destroyed.
+struct session : dkq::scsi_linux::basic_session<vfio::device, dkq::scsi_linux::vfio_platform, ctrl_t> {
   std::string bdf;
   ~session() {
-    for (auto& b : buffers) (void)dev->dma_free(b);
-    if (ctrl) {
-      status s = ctrl->stop();  // cache flush DCMD + shutdown
-      if (!s.ok()) fail("shutdown", s);
-    }
+    status s = close();  // cache flush DCMD + shutdown, then unmap
+    if (!s.ok()) fail("shutdown", s);
   }
   // Data buffers. In forced 32-bit mode they are placed at or above 4 GiB on
   // purpose (IOVA aligned to 4 GiB), so every byte must go through the
@@ -219,11 +222,67 @@ int open_session(session& s, const args& a, const std::string& bdf) {
 
 using dkq_examples::print_size;
 
-std::vector<std::uint8_t> targets_of(const ctrl_t& c, int want) {
-  std::vector<std::uint8_t> t;
-  for (const auto& ld : c.logical_drives())
-    if (want < 0 || ld.target == want) t.push_back(ld.target);
-  return t;
+const char* pd_state_name(std::uint16_t s) {
+  switch (s) {
+    case dkq::scsi::mfi::pd_state::system: return "system (JBOD)";
+    default: return "not exposed to the host";
+  }
+}
+
+// ---- targets: one check for every command, before anything is sent --------
+// Without --pd a target is a logical drive of this controller. With --pd it
+// is a physical drive from the controller's PD list, reached through PD SCSI
+// IO frames; anything that moves data or flushes (`data`) needs a SYSTEM
+// drive - one the firmware exposes to the host as is (JBOD). A drive that
+// belongs to a logical drive is never written behind the controller's back.
+// "all" (a.target < 0, where allowed) is every such target. False: refused,
+// with the reason printed.
+enum class target_use { identify, data };
+bool resolve_targets(const ctrl_t& c, const args& a, target_use use, bool allow_all, const char* what,
+                     std::vector<std::uint8_t>& out) {
+  out.clear();
+  if (a.target < 0 && !allow_all) usage("this command needs --target T");
+  if (a.target > 255) usage("--target is 0..255");
+  const auto t = static_cast<std::uint8_t>(a.target < 0 ? 0 : a.target);
+  if (!a.pd) {
+    if (a.target >= 0) {
+      if (c.logical_drive_at(t) == nullptr) {
+        fail(what, {errc::not_found, "target is not a logical drive of this controller", t});
+        const mr::physical_drive* pd = c.physical_drive_at(t);
+        if (pd != nullptr && pd->system)
+          std::fprintf(stderr, "dkq-scsi: target %u is a system (JBOD) physical drive: add --pd\n", t);
+        return false;
+      }
+      out.push_back(t);
+    } else {
+      for (const auto& ld : c.logical_drives()) out.push_back(ld.target);
+    }
+  } else {
+    if (a.target >= 0) {
+      const mr::physical_drive* pd = c.physical_drive_at(t);
+      if (pd == nullptr) {
+        fail(what, {errc::not_found, "target is not a physical drive of this controller", t});
+        return false;
+      }
+      if (use == target_use::data && !pd->system) {
+        std::fprintf(stderr, "dkq-scsi: %s: physical drive %u is %s, not a system (JBOD) drive\n", what, t,
+                     pd_state_name(pd->fw_state));
+        fail(what, {errc::invalid_argument, "the controller does not expose this physical drive to the host",
+                    pd->fw_state});
+        return false;
+      }
+      out.push_back(t);
+    } else {
+      for (const auto& pd : c.physical_drives())
+        if (pd.system || use == target_use::identify) out.push_back(pd.target);
+    }
+  }
+  if (out.empty()) {
+    fail(what, {errc::not_found, a.pd ? "the controller exposes no system (JBOD) physical drives"
+                                      : "the controller has no logical drives (JBOD mode? try --pd)"});
+    return false;
+  }
+  return true;
 }
 
 void print_stats(const ctrl_t& c) {
@@ -287,21 +346,31 @@ int cmd_list(const args& a) {
       if (!inq) rc = fail("inquiry", inq.error());
       if (!cap) rc = fail("capacity", cap.error());
     }
-    for (const auto& pd : s.ctrl->physical_drives())
-      std::printf("  pd 0x%04x  slot %u  type 0x%02x  sas 0x%016" PRIx64 "\n", pd.device_id, pd.slot, pd.scsi_type,
-                  pd.sas_address);
+    for (const auto& pd : s.ctrl->physical_drives()) {
+      std::printf("  pd 0x%04x  target %u  slot %u  type 0x%02x  state %s  sas 0x%016" PRIx64, pd.device_id,
+                  pd.target, pd.slot, pd.scsi_type, pd_state_name(pd.fw_state), pd.sas_address);
+      if (pd.system) {
+        auto cap = s.ctrl->read_capacity(pd.target, true);
+        if (cap) {
+          std::printf("  ");
+          print_size(cap->blocks * cap->block_size);
+          std::printf("  %" PRIu64 " x %u B blocks (--pd --target %u)", cap->blocks, cap->block_size, pd.target);
+        } else {
+          rc = fail("capacity (physical drive)", cap.error());
+        }
+      }
+      std::printf("\n");
+    }
   }
   return rc;
 }
 
 // ---- single-target commands ------------------------------------------------------------
-int need_target(const args& a) {
-  if (a.target < 0) usage("this command needs --target T");
-  return a.target;
-}
-
 int cmd_inquiry(session& s, const args& a) {
-  const auto t = static_cast<std::uint8_t>(need_target(a));
+  std::vector<std::uint8_t> ts;
+  if (!resolve_targets(*s.ctrl, a, target_use::identify, false, "inquiry", ts)) return 1;
+  const std::uint8_t t = ts[0];
+  if (a.vpd >= 0 && a.pd) usage("--vpd reads logical drives' pages");
   if (a.vpd >= 0) {
     std::uint8_t page[1024];
     auto n = s.ctrl->vpd(t, static_cast<std::uint8_t>(a.vpd), page);
@@ -348,12 +417,15 @@ int cmd_inquiry(session& s, const args& a) {
 }
 
 int cmd_capacity(session& s, const args& a) {
-  const auto t = static_cast<std::uint8_t>(need_target(a));
-  auto c10 = s.ctrl->read_capacity(t);
+  std::vector<std::uint8_t> ts;
+  if (!resolve_targets(*s.ctrl, a, target_use::identify, false, "capacity", ts)) return 1;
+  const std::uint8_t t = ts[0];
+  auto c10 = s.ctrl->read_capacity(t, a.pd);
   if (!c10) return fail("READ CAPACITY(10)", c10.error());
-  auto c16 = s.ctrl->read_capacity_16(t);
+  auto c16 = s.ctrl->read_capacity_16(t, a.pd);
   if (!c16) return fail("READ CAPACITY(16)", c16.error());
-  std::printf("target %u: %" PRIu64 " blocks of %u bytes (", t, c16->blocks, c16->block_size);
+  std::printf("%s %u: %" PRIu64 " blocks of %u bytes (", a.pd ? "physical drive" : "target", t, c16->blocks,
+              c16->block_size);
   print_size(c16->blocks * c16->block_size);
   std::printf("); READ CAPACITY(10) agrees: %s\n",
               c10->blocks == c16->blocks && c10->block_size == c16->block_size ? "yes" : "NO");
@@ -361,15 +433,16 @@ int cmd_capacity(session& s, const args& a) {
 }
 
 // Builds a read/write request: LD read/write frame, or a READ/WRITE CDB in a
-// pass-through frame with --pass.
+// pass-through frame with --pass; with --pd always a READ/WRITE CDB in a PD
+// SCSI IO frame.
 mr::request rw_request(const args& a, std::uint8_t target, bool write, std::uint64_t lba, std::uint32_t blocks,
                        dma_region data) {
   mr::request r;
   r.target = target;
   r.dir = write ? dkq::dma_direction::to_device : dkq::dma_direction::from_device;
   r.data = data;
-  if (a.pass) {
-    r.kind = mr::op::ld_scsi;
+  if (a.pass || a.pd) {
+    r.kind = a.pd ? mr::op::pd_scsi : mr::op::ld_scsi;
     auto n = dkq::scsi::read_write(r.cdb, write, lba, blocks, a.cdb16 || lba + blocks > 0xffffffffull);
     r.cdb_len = n.value_or(0);
   } else {
@@ -381,10 +454,17 @@ mr::request rw_request(const args& a, std::uint8_t target, bool write, std::uint
 }
 
 int cmd_rw(session& s, const args& a, bool write) {
-  const auto t = static_cast<std::uint8_t>(need_target(a));
+  std::vector<std::uint8_t> ts;
+  if (!resolve_targets(*s.ctrl, a, target_use::data, false, write ? "write" : "read", ts)) return 1;
+  const std::uint8_t t = ts[0];
   if (a.blocks == 0) usage("--blocks C is required");
   const std::uint64_t bytes = a.blocks * 512;
-  if (bytes > s.ctrl->info().max_transfer) usage("transfer larger than one command; use verify for large ranges");
+  if (bytes > s.ctrl->info().max_transfer) {
+    std::fprintf(stderr, "dkq-scsi: %" PRIu64 " bytes is above this controller's limit of %u bytes per command "
+                 "(use verify for large ranges)\n", bytes, s.ctrl->info().max_transfer);
+    return fail(write ? "write" : "read", {errc::invalid_argument, "transfer above the controller's limit",
+                                           s.ctrl->info().max_transfer});
+  }
   dma_region b = s.buffer((bytes + 4095) & ~std::uint64_t{4095}, a.force32);
   if (write) fill_pattern(b.cpu_at<std::uint8_t>(), a.lba * 512, bytes, a.seed);
   auto c = s.ctrl->execute(rw_request(a, t, write, a.lba, static_cast<std::uint32_t>(a.blocks),
@@ -404,31 +484,32 @@ int cmd_rw(session& s, const args& a, bool write) {
       }
     }
   }
-  std::printf("%s target %u: %" PRIu64 " blocks at LBA %" PRIu64 " ok (%s)\n", write ? "wrote" : "read", t, a.blocks,
-              a.lba, a.pass ? "pass-through CDB" : "LD frame");
+  std::printf("%s %s %u: %" PRIu64 " blocks at LBA %" PRIu64 " ok (%s)\n", write ? "wrote" : "read",
+              a.pd ? "physical drive" : "target", t, a.blocks, a.lba,
+              a.pd ? "PD SCSI IO frame" : a.pass ? "pass-through CDB" : "LD frame");
   return 0;
 }
 
-int do_sync(session& s, std::uint8_t t) {
+int do_sync(session& s, std::uint8_t t, bool physical) {
   const auto before = s.ctrl->stats();
-  auto c = s.ctrl->synchronize_cache(t, true);
+  auto c = s.ctrl->synchronize_cache(t, true, physical);
   const auto& after = s.ctrl->stats();
   const std::uint64_t sent10 = after.sync_cache_10 - before.sync_cache_10;
   const std::uint64_t sent16 = (after.sync_cache_sent - before.sync_cache_sent) - sent10;
   if (after.sync16_fallbacks != before.sync16_fallbacks)
     std::printf("sync target %u: SYNCHRONIZE CACHE(16) rejected (%s), retried as (10)\n", t, "invalid opcode");
   if (!c.st) return fail_c("SYNCHRONIZE CACHE", c);
-  std::printf("sync target %u: SYNCHRONIZE CACHE completed by the controller (%" PRIu64 " x 16-byte, %" PRIu64
+  std::printf("sync %s %u: SYNCHRONIZE CACHE completed by the controller (%" PRIu64 " x 16-byte, %" PRIu64
               " x 10-byte sent)\n",
-              t, sent16, sent10);
+              physical ? "physical drive" : "target", t, sent16, sent10);
   return 0;
 }
 
 int cmd_sync(session& s, const args& a) {
   int rc = 0;
-  auto ts = targets_of(*s.ctrl, a.target);
-  if (ts.empty()) return fail("sync", {errc::invalid_argument, "no such target"});
-  for (std::uint8_t t : ts) rc |= do_sync(s, t);
+  std::vector<std::uint8_t> ts;
+  if (!resolve_targets(*s.ctrl, a, target_use::data, true, "sync", ts)) return 1;
+  for (std::uint8_t t : ts) rc |= do_sync(s, t, a.pd);
   std::printf("@@SCSI-SYNC sync16=%" PRIu64 " sync10=%" PRIu64 "\n",
               s.ctrl->stats().sync_cache_sent - s.ctrl->stats().sync_cache_10, s.ctrl->stats().sync_cache_10);
   return rc;
@@ -459,14 +540,31 @@ void slot_done(void* u, const mr::completion& c) noexcept {
   s->ready->push_back(s->index);
 }
 
+// --bs above what one command may carry, named; --qd above the controller's
+// queue depth: one notice, then the depth it has.
+bool check_bs(const ctrl_t& c, std::uint32_t bs, const char* what) {
+  if (bs == 0 || bs % 512) usage("--bs must be a multiple of 512");
+  if (bs <= c.info().max_transfer) return true;
+  std::fprintf(stderr, "dkq-scsi: --bs %u is above this controller's limit of %u bytes per command\n", bs,
+               c.info().max_transfer);
+  fail(what, {errc::invalid_argument, "transfer above the controller's limit", c.info().max_transfer});
+  return false;
+}
+std::uint32_t capped_qd(const ctrl_t& c, const args& a) {
+  const std::uint32_t depth = c.info().queue_depth;
+  if (a.qd <= depth) return a.qd;
+  std::printf("dkq-scsi: notice: --qd %u capped to %u, the controller's queue depth\n", a.qd, depth);
+  return depth;
+}
+
 int cmd_verify(session& s, const args& a) {
-  auto ts = targets_of(*s.ctrl, a.target);
-  if (ts.empty()) return fail("verify", {errc::invalid_argument, "no such target"});
+  std::vector<std::uint8_t> ts;
+  if (!resolve_targets(*s.ctrl, a, target_use::data, true, "verify", ts)) return 1;
   if (a.blocks == 0) usage("--blocks C is required");
   const std::uint32_t bs = a.bs ? a.bs : std::min<std::uint32_t>(64u << 10, s.ctrl->info().max_transfer);
-  if (bs % 512 || bs == 0) usage("--bs must be a multiple of 512");
+  if (!check_bs(*s.ctrl, bs, "verify")) return 1;
   const std::uint32_t chunk_blocks = bs / 512;
-  const std::uint32_t qd = std::min(a.qd, s.ctrl->info().queue_depth);
+  const std::uint32_t qd = capped_qd(*s.ctrl, a);
   // A job = one chunk of one target; targets interleave so several LDs are
   // busy at the same time.
   struct job {
@@ -490,6 +588,9 @@ int cmd_verify(session& s, const args& a) {
   std::vector<std::size_t> job_of(qd);
   std::vector<std::uint32_t> free_now;
   free_now.reserve(qd);
+  // An early return or SIGTERM with I/O in flight: stop the controller while
+  // the slots its callbacks write are still alive.
+  dkq::scsi_linux::stop_in_flight_on_exit<session> quiesce{s};
   const std::uint64_t t0 = now_ns();
   std::uint64_t mismatches = 0, errors = 0;
   for (int pass = 0; pass < 2; ++pass) {
@@ -546,16 +647,18 @@ int cmd_verify(session& s, const args& a) {
   }
   const double secs = static_cast<double>(now_ns() - t0) / 1e9;
   for (std::uint8_t t : ts)
-    std::printf("verify target %u: %" PRIu64 " blocks at LBA %" PRIu64 " written and read back (%s, seed %" PRIu64 ")\n",
-                t, a.blocks, a.lba, a.pass ? (a.cdb16 ? "READ/WRITE(16) pass-through" : "READ/WRITE(10) pass-through")
-                                           : "LD read/write frames",
+    std::printf("verify %s %u: %" PRIu64 " blocks at LBA %" PRIu64 " written and read back (%s, seed %" PRIu64 ")\n",
+                a.pd ? "physical drive" : "target", t, a.blocks, a.lba,
+                a.pd     ? "READ/WRITE in PD SCSI IO frames"
+                : a.pass ? (a.cdb16 ? "READ/WRITE(16) pass-through" : "READ/WRITE(10) pass-through")
+                         : "LD read/write frames",
                 a.seed + t);
   std::printf("verify: %zu commands each way, QD %u, %u B each, %.2f s, %" PRIu64 " errors, %" PRIu64
               " mismatches%s\n",
               jobs.size(), qd, bs, secs, errors, mismatches, a.force32 ? ", forced 32-bit (SGL32 + bounce buffers)" : "");
   int rc = (errors || mismatches || g_stop) ? 1 : 0;
   if (!a.no_sync)
-    for (std::uint8_t t : ts) rc |= do_sync(s, t);
+    for (std::uint8_t t : ts) rc |= do_sync(s, t, a.pd);
   print_stats(*s.ctrl);
   if (!a.no_sync)
     std::printf("@@SCSI-SYNC sync16=%" PRIu64 " sync10=%" PRIu64 "\n",
@@ -565,11 +668,13 @@ int cmd_verify(session& s, const args& a) {
 
 // ---- perf ----------------------------------------------------------------------------
 int cmd_perf(session& s, const args& a) {
-  const auto t = static_cast<std::uint8_t>(need_target(a));
+  std::vector<std::uint8_t> ts;
+  if (!resolve_targets(*s.ctrl, a, target_use::data, false, "perf", ts)) return 1;
+  const std::uint8_t t = ts[0];
   const std::uint32_t bs = a.bs ? a.bs : 4096;
-  if (bs % 512 || bs > s.ctrl->info().max_transfer) usage("--bs must be a multiple of 512 within the max transfer");
-  const std::uint32_t qd = std::min(a.qd, s.ctrl->info().queue_depth);
-  auto cap = s.ctrl->read_capacity(t);
+  if (!check_bs(*s.ctrl, bs, "perf")) return 1;
+  const std::uint32_t qd = capped_qd(*s.ctrl, a);
+  auto cap = s.ctrl->read_capacity(t, a.pd);
   if (!cap) return fail("capacity", cap.error());
   const std::uint64_t slots_n = cap->blocks * cap->block_size / bs;
   const std::uint32_t blocks = bs / cap->block_size;
@@ -585,6 +690,7 @@ int cmd_perf(session& s, const args& a) {
   }
   std::vector<std::uint64_t> lat;
   lat.reserve(1 << 20);
+  dkq::scsi_linux::stop_in_flight_on_exit<session> quiesce{s};  // see cmd_verify
   std::uint64_t rng = 0x2545f4914f6cdd1dull, seq_next = 0, reads = 0, writes = 0, errors = 0, issued = 0;
   std::uint64_t timed_out = 0;
   const auto st0 = s.ctrl->stats();
@@ -640,6 +746,10 @@ int cmd_perf(session& s, const args& a) {
     if (ready.empty()) s.ctrl->wait(1000);
     else s.ctrl->poll();
   }
+  if (g_stop)
+    std::printf("perf: stopped by a signal with %u commands in flight; the controller is stopped before any "
+                "buffer is unmapped\n",
+                outstanding);
   const double secs = static_cast<double>(now_ns() - t0) / 1e9;
   const auto& st1 = s.ctrl->stats();
   std::sort(lat.begin(), lat.end());
@@ -666,14 +776,14 @@ int cmd_perf(session& s, const args& a) {
                 ",\"reply_entries\":%u,\"timed_out\":%" PRIu64 ",\"aborts\":%" PRIu64 ",\"resets\":%" PRIu64
                 ",\"reissued\":%" PRIu64 ",\"double_completions\":%" PRIu64 ",\"in_flight_after\":%u}\n",
                 s.bdf.c_str(), t, bs, qd, a.read_pct, a.seq ? "sequential" : "random", mode,
-                a.pass ? "pass-through" : "ld-io", secs, total, reads, writes, errors, iops, mbps, mean, pct(50),
+                a.pd ? "pd-scsi-io" : a.pass ? "pass-through" : "ld-io", secs, total, reads, writes, errors, iops, mbps, mean, pct(50),
                 pct(90), pct(99), pct(99.9), lat.empty() ? 0.0 : static_cast<double>(lat.back()) / 1e3, posted, ciw,
                 wraps, s.ctrl->info().reply_entries, timed_out, st1.aborts - st0.aborts, st1.resets - st0.resets,
                 st1.reissued - st0.reissued, g_double_completions, s.ctrl->in_flight());
   } else {
     std::printf("perf %s target %u: %u B %s %s, QD %u, %s, %s frames\n", s.bdf.c_str(), t, bs,
                 a.seq ? "sequential" : "random", a.read_pct == 100 ? "reads" : a.read_pct == 0 ? "writes" : "mixed", qd,
-                mode, a.pass ? "pass-through" : "LD read/write");
+                mode, a.pd ? "PD SCSI IO" : a.pass ? "pass-through" : "LD read/write");
     std::printf("  %" PRIu64 " I/Os in %.2f s: %.0f IOPS, %.1f MB/s, %" PRIu64 " errors\n", total, secs, iops, mbps,
                 errors);
     std::printf("  latency us: mean %.1f  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n", mean, pct(50),
@@ -703,6 +813,18 @@ int main(int argc, char** argv) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  // A size no command of this driver can carry is refused before the
+  // controller is touched, naming the limit (the controller's own, often
+  // lower, limit is checked right after bring-up, before any I/O).
+  const std::uint32_t driver_max = mr::options{}.max_transfer;
+  const std::uint64_t want = a.cmd == "read" || a.cmd == "write" ? a.blocks * 512
+                             : a.cmd == "verify" || a.cmd == "perf" ? a.bs
+                                                                    : 0;
+  if (want > driver_max) {
+    std::fprintf(stderr, "dkq-scsi: %" PRIu64 " bytes per command is above the driver's limit of %u bytes%s\n", want,
+                 driver_max, a.cmd == "read" || a.cmd == "write" ? " (use verify for large ranges)" : "");
+    return fail(a.cmd.c_str(), {errc::invalid_argument, "transfer above the driver's per-command limit", driver_max});
+  }
   session s;
   s.bdf = a.bdfs[0];
   if (int rc = open_session(s, a, a.bdfs[0])) return rc;

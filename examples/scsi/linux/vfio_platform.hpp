@@ -61,6 +61,13 @@ class vfio_platform {
   }
   result<window> map_bar(int bar) { return dev_.map_bar(bar); }
   status enable_bus_master() { return dev_.enable_bus_master(); }
+  // PCI command register bit 2 off: the device can no longer reach memory.
+  status disable_bus_master() {
+    auto cmd = dev_.config_read16(0x04);
+    if (!cmd) return cmd.error();
+    const auto v = static_cast<std::uint16_t>(*cmd & ~0x0004u);
+    return v == *cmd ? ok_status : dev_.config_write16(0x04, v);
+  }
   result<dma_region> dma_alloc(std::size_t n, std::uint64_t limit) {
     return dev_.dma_alloc(n, placement(limit));
   }

@@ -32,6 +32,7 @@ enum class errc : std::uint16_t {
   io_error,           // the platform failed an operation (syscall, DriverKit call)
   constraint,         // an addressing or scatter-gather constraint cannot be met
   removed,            // the device is gone (all-ones reads)
+  not_found,          // the device says the addressed target or object does not exist
 };
 
 // Name of an error code, for logs and test output.
@@ -54,6 +55,7 @@ constexpr const char* errc_name(errc e) noexcept {
     case errc::io_error: return "io_error";
     case errc::constraint: return "constraint";
     case errc::removed: return "removed";
+    case errc::not_found: return "not_found";
   }
   return "unknown";
 }

@@ -196,6 +196,12 @@ inline constexpr std::uint32_t ctrl_get_info = 0x01010000;
 inline constexpr std::uint32_t ctrl_shutdown = 0x01050000;
 inline constexpr std::uint32_t ctrl_cache_flush = 0x01101000;
 inline constexpr std::uint32_t pd_get_list = 0x02010000;
+// The PD list filtered by a query type in mbox byte 0 (same layout as
+// PD_GET_LIST); EXPOSED_TO_HOST lists the SYSTEM (JBOD) drives (Linux
+// megaraid_sas_base.c, megasas_get_pd_list).
+inline constexpr std::uint32_t pd_list_query = 0x02010100;
+inline constexpr std::uint8_t pd_query_all = 0;
+inline constexpr std::uint8_t pd_query_exposed_to_host = 5;
 inline constexpr std::uint32_t ld_get_list = 0x03010000;
 inline constexpr std::uint32_t ld_get_info = 0x03020000;
 // mbox.b[0] of CTRL_CACHE_FLUSH: controller cache and the disks' caches.
@@ -226,6 +232,14 @@ static_assert(sizeof(ld_list_entry) == 16);
 inline constexpr std::size_t ld_list_header = 8;
 inline constexpr std::uint32_t max_ld = 64;  // MFI_MAX_LD on these controllers
 inline constexpr std::uint8_t ld_state_optimal = 3;
+
+// PD firmware states (MFI_PD_STATE_*). SYSTEM is a JBOD drive the firmware
+// exposes to the host as is; ONLINE is a member of a logical drive.
+namespace pd_state {
+inline constexpr std::uint16_t unconfigured_good = 0x00;
+inline constexpr std::uint16_t online = 0x18;
+inline constexpr std::uint16_t system = 0x40;
+}  // namespace pd_state
 
 // ---- status codes (megaraid_sas.h MFI_STAT_*) -----------------------------------
 namespace stat {
@@ -324,6 +338,7 @@ constexpr status to_status(std::uint8_t cmd_status, std::uint8_t scsi_status_byt
     case stat::invalid_dcmd:
     case stat::invalid_parameter: return {errc::invalid_argument, status_name(cmd_status), detail};
     case stat::device_not_found:
+    case stat::not_found: return {errc::not_found, status_name(cmd_status), detail};
     case stat::ld_offline: return {errc::not_supported, status_name(cmd_status), detail};
     case stat::ld_lba_out_of_range: return {errc::out_of_range, status_name(cmd_status), detail};
     case stat::invalid_status: return {errc::protocol_error, "frame still marked pending (0xff)", detail};

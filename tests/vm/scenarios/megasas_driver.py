@@ -45,7 +45,7 @@ class MegasasScenario(Scenario):
         c = Cpio()
         c.dir("lib/modules/extra")
         # sd_mod depends on t10-pi (crc-t10dif, crc64-rocksoft): the first part
-        # of the nvme chain in VM-NOTES.md.
+        # of the module chain the NVMe scenarios load.
         t10 = NVME_MODULES[:NVME_MODULES.index("t10-pi") + 1]
         for m in t10 + MEGARAID_MODULES:
             with open(kernel.module(m), "rb") as f:
@@ -145,12 +145,12 @@ def main():
         s.run("scsi_kbench", "perf", "/dev/mrt0", "--bs", 4096, "--qd", 1, "--time", 3, "--json",
               label=f"kernel_perf_qd1_{rnd}", timeout=90)
     # Linux's megaraid_sas, not dkq-scsi, makes QEMU log these during its own
-    # initialisation (VM-NOTES.md: 6 x megasas_iovec_sgl_overflow per disk, "iovec count
+    # initialisation (measured: 6 x megasas_iovec_sgl_overflow per disk, "iovec count
     # 0" for DCMDs without SGEs, 1 x megasas_iov_read_underflow). They come
     # after the handback; the check below proves none happened before it.
-    s.allow("megasas_iovec_sgl_overflow", "Linux megaraid_sas init after each hand-back (VM-NOTES.md; 6 per disk)",
+    s.allow("megasas_iovec_sgl_overflow", "Linux megaraid_sas init after each hand-back (6 per disk, measured)",
             max_count=32)
-    s.allow("megasas_iov_read_underflow", "Linux megaraid_sas init after each hand-back (VM-NOTES.md)", max_count=8)
+    s.allow("megasas_iov_read_underflow", "Linux megaraid_sas init after each hand-back (measured)", max_count=8)
 
     r = s.boot()
     r.require_passed()

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Guest step of the MegaRAID interoperability check: load Linux's own
 # megaraid_sas (modules packed by megasas_driver.py; sd_mod needs t10-pi,
-# whose chain is the one VM-NOTES.md gives for nvme) and give it controller $1, which dkq-scsi drove through
+# whose chain is the one the NVMe scenarios load) and give it controller $1, which dkq-scsi drove through
 # vfio-pci until now. Then name each logical drive's block device by target:
 # /dev/mrt<T> -> /dev/sdX (megaraid_sas puts LDs on channel 2: H:2:T:0).
 bdf=$1
