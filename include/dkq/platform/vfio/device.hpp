@@ -366,7 +366,8 @@ class device {
   //   invalid_argument  iova, size or cpu not page-aligned, size 0, null cpu
   //   out_of_range      not inside the IOMMU's usable IOVA ranges (iovas().windows())
   //   busy              overlaps an existing mapping or a reservation
-  //                     (status value: the first conflicting address)
+  //                     (status::detail(): the first conflicting address;
+  //                     last_explain() lists the usable ranges and reservations)
   //   not_initialized   the device is not open
   // Arguments are checked before whether the device is open.
   result<dma_region> dma_map_at(std::uint64_t iova, void* cpu, std::size_t size) {
