@@ -134,6 +134,59 @@ TEST(Iova, FreeErrorsDetectDoubleFreeAndStrangers) {
   EXPECT_EQ(u.init(dev_addr{~std::uint64_t{0} - 0xFFF}, 0x1000).code(), errc::out_of_range);
 }
 
+TEST(Iova, AllocAtTakesExactlyThatRangeAndRefusesOverlap) {
+  dkq::iova_allocator a;
+  ASSERT_TRUE(a.init(dev_addr{0x10000}, 0x100000).ok());  // [0x10000, 0x110000)
+  auto fixed = a.alloc_at(dev_addr{0x80000}, 0x3000);
+  ASSERT_TRUE(fixed.ok());
+  EXPECT_EQ(fixed->value(), 0x80000u);
+  EXPECT_EQ(a.free_extents(), 2u);
+  EXPECT_EQ(a.free_bytes(), 0x100000u - 0x3000u);
+  // Overlap at either end, or inside: busy; nothing changed.
+  EXPECT_EQ(a.alloc_at(dev_addr{0x7f000}, 0x2000).error().code(), errc::busy);
+  EXPECT_EQ(a.alloc_at(dev_addr{0x82000}, 0x2000).error().code(), errc::busy);
+  EXPECT_EQ(a.alloc_at(dev_addr{0x81000}, 0x1000).error().code(), errc::busy);
+  EXPECT_EQ(a.free_bytes(), 0x100000u - 0x3000u);
+  // Outside the space, unaligned, empty.
+  EXPECT_EQ(a.alloc_at(dev_addr{0x8000}, 0x1000).error().code(), errc::out_of_range);
+  EXPECT_EQ(a.alloc_at(dev_addr{0x10f000}, 0x2000).error().code(), errc::out_of_range);
+  EXPECT_EQ(a.alloc_at(dev_addr{0x20800}, 0x1000).error().code(), errc::invalid_argument);
+  EXPECT_EQ(a.alloc_at(dev_addr{0x20000}, 0).error().code(), errc::invalid_argument);
+  // Exactly at the edges of free extents: fine (head-only, tail-only, whole).
+  EXPECT_TRUE(a.alloc_at(dev_addr{0x10000}, 0x1000).ok());
+  EXPECT_TRUE(a.alloc_at(dev_addr{0x83000}, 0x1000).ok());
+  EXPECT_TRUE(a.alloc_at(dev_addr{0x10f000}, 0x1000).ok());
+  // First fit never hands out a taken range.
+  for (;;) {
+    auto r = a.alloc(0x1000);
+    if (!r) break;
+    EXPECT_FALSE(r->value() >= 0x80000 && r->value() < 0x84000) << std::hex << r->value();
+  }
+  EXPECT_EQ(a.free_bytes(), 0u);
+  ASSERT_TRUE(a.free(*fixed, 0x3000).ok());
+  EXPECT_TRUE(a.alloc_at(dev_addr{0x80000}, 0x3000).ok());  // freed like any allocation
+  dkq::iova_allocator u;
+  EXPECT_EQ(u.alloc_at(dev_addr{0x1000}, 0x1000).error().code(), errc::not_initialized);
+}
+
+TEST(Iova, ReservationsAreNeverHandedOut) {
+  dkq::iova_allocator a;
+  ASSERT_TRUE(a.init(dev_addr{0}, 0x40000).ok());
+  ASSERT_TRUE(a.reserve(dev_addr{0}, 0x10000).ok());      // device address 0 looks like "unset"
+  ASSERT_TRUE(a.reserve(dev_addr{0x20000}, 0x8000).ok());  // a window the device owns
+  EXPECT_EQ(a.reserve(dev_addr{0x24000}, 0x8000).code(), errc::busy);
+  std::uint64_t got = 0;
+  for (;;) {
+    auto r = a.alloc(0x1000);
+    if (!r) break;
+    EXPECT_GE(r->value(), 0x10000u);
+    EXPECT_FALSE(r->value() >= 0x20000 && r->value() < 0x28000) << std::hex << r->value();
+    got += 0x1000;
+  }
+  EXPECT_EQ(got, 0x40000u - 0x10000u - 0x8000u);
+  EXPECT_EQ(a.alloc_at(dev_addr{0x20000}, 0x1000).error().code(), errc::busy);
+}
+
 TEST(Iova, FragmentationChurnAndFullCoalescing) {
   // Long-running process: random alloc/free churn. Invariants after every step:
   // allocations never overlap, free + allocated == space, extents sorted and

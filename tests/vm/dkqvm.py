@@ -15,12 +15,21 @@ a scenario runs several guest programs in that boot. See docs/vm-tests.md.
     r.trace.count("pci_nvme_mmio_doorbell_sq", sqid="0")
     r.disk("ns1")                                  # raw image bytes after QEMU exited
     r.finish()                                     # protocol-error check, exit status
+
+Any QEMU PCI device and any program built elsewhere work the same way (your
+own driver against your own device model; docs/vm-tests.md, "Your own driver"):
+
+    s.program("mydrv", "/path/to/mydrv")           # a static binary built outside the tree
+    hba = s.device("pvscsi", "hba0", slot=7)       # -device pvscsi,id=hba0,bus=pcie.0,addr=0x7
+    s.qemu_args += ["-drive", "file=...,if=none,id=d0", "-device", "scsi-hd,drive=d0,bus=hba0.0"]
+    s.run("mydrv", hba.bdf)
 """
 
 import argparse
 import fcntl
 import os
 import re
+import shlex
 import shutil
 import stat
 import subprocess
@@ -90,6 +99,41 @@ def check_host():
     if b"/lib64/ld-linux" in head or b"ld-linux-x86-64" in head:
         raise HarnessError(f"{bb} is dynamically linked; install busybox-static")
     return bb
+
+
+def check_guest_program(name, path):
+    """A program the guest can run: an existing file, not dynamically linked."""
+    if not os.path.isfile(path):
+        raise HarnessError(f"program {name}: {path} does not exist (not built?)")
+    interp = elf_interpreter(path)
+    if interp:
+        raise HarnessError(f"program {name}: {path} is dynamically linked (needs {interp}); "
+                           "the guest has no libc: link it with -static")
+
+
+def elf_interpreter(path):
+    """The PT_INTERP of an ELF file (the dynamic loader it needs), None for a
+    static ELF or anything that is not ELF (e.g. a shell script)."""
+    import struct
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if len(head) < 64 or not head.startswith(b"\x7fELF"):
+            return None
+        if head[4] != 2:  # ELFCLASS64 only; the guest is x86-64
+            return "a 32-bit ELF loader"
+        endian = "<" if head[5] == 1 else ">"
+        phoff, = struct.unpack_from(endian + "Q", head, 0x20)
+        phentsize, phnum = struct.unpack_from(endian + "HH", head, 0x36)
+        for i in range(phnum):
+            f.seek(phoff + i * phentsize)
+            ph = f.read(56)
+            if len(ph) < 56:
+                break
+            ptype, _, off, _, _, filesz = struct.unpack_from(endian + "IIQQQQ", ph)
+            if ptype == 3:  # PT_INTERP
+                f.seek(off)
+                return f.read(filesz).rstrip(b"\0").decode(errors="replace") or "a loader"
+    return None
 
 
 # ---- kernel: apt-get download + dpkg -x, cached ------------------------------------
@@ -404,6 +448,7 @@ class Scenario:
         self.packed_modules = []  # shipped in /lib/modules/<name>.ko but not loaded
         self.extra_binds = []     # further BDFs (not scenario devices) to bind to vfio-pci
         self.kernel_args = []
+        self.qemu_args = []       # raw QEMU arguments, appended after the devices as given
         os.makedirs(self.work, exist_ok=True)
 
     @staticmethod
@@ -412,14 +457,46 @@ class Scenario:
         ap.add_argument("--work-dir", required=True)
         ap.add_argument("--prog", action="append", default=[], metavar="NAME=PATH")
         ap.add_argument("--timeout", type=int, default=int(os.environ.get("DKQ_VM_TIMEOUT", "240")))
+        ap.add_argument("--qemu-args", action="append", default=[], metavar="'ARGS'",
+                        help="extra QEMU arguments, split like a shell would (repeatable), "
+                             "e.g. --qemu-args '-device pvscsi,id=hba0,bus=pcie.0,addr=0x7'")
         a = ap.parse_args(argv)
         progs = {}
         for p in a.prog:
             k, _, v = p.partition("=")
-            progs[k] = v
-        return Scenario(name, a.work_dir, progs, timeout=a.timeout)
+            if not k or not v:
+                raise HarnessError(f"--prog {p}: expected NAME=PATH")
+            progs[k] = os.path.abspath(v)  # checked when a run uses it (_build_initramfs)
+        s = Scenario(name, a.work_dir, progs, timeout=a.timeout)
+        for q in a.qemu_args:
+            s.qemu_args += shlex.split(q)
+        return s
 
     # -- building blocks --
+    def program(self, name, path):
+        """Registers guest program `name` from any host path (a binary built
+        outside this tree works as well as ours). The guest has no libc or
+        loader, so it must be statically linked (or a busybox sh script)."""
+        if not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
+            raise HarnessError(f"program name {name!r}: use letters, digits and _.+- only")
+        path = os.path.abspath(path)
+        check_guest_program(name, path)
+        self.programs[name] = path
+        return path
+
+    def device(self, model, id, slot, props="", bind=True):
+        """Any QEMU PCI device model (`-device <model>,id=<id>,bus=pcie.0,addr=<slot>[,<props>]`)
+        at slot `slot`, i.e. 0000:00:<slot>.0 in the guest, bound to vfio-pci
+        unless bind=False. Whatever hangs off it (disks, a SCSI bus's LUNs) goes
+        in `qemu_args` or `dev.qemu_args`."""
+        if any(d.slot == slot for d in self.devices):
+            raise HarnessError(f"PCI slot {slot} is taken twice")
+        dev = Device(model, id, slot, bind)
+        extra = ("," + props) if props else ""
+        dev.qemu_args += ["-device", f"{model},id={id},{dev.placement}{extra}"]
+        self.devices.append(dev)
+        return dev
+
     def disk(self, name, mib=16, fill=None):
         """A raw backing file created fresh for each boot; `fill(offset) -> bytes` or None (zeros)."""
         path = os.path.join(self.work, name + ".img")
@@ -481,6 +558,7 @@ class Scenario:
         strip = shutil.which("strip")
         for prog in sorted({r[1] for r in self.runs}):
             src = self.programs[prog]
+            check_guest_program(prog, src)
             if strip:
                 # Debug info is useless in the guest and costs unpack time under TCG.
                 stripped = os.path.join(self.work, "prog-" + prog)
@@ -533,6 +611,7 @@ class Scenario:
             cmd += ["-trace", p]
         for d in self.devices:
             cmd += d.qemu_args
+        cmd += [str(a) for a in self.qemu_args]
         return cmd
 
     def boot(self):

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Unit tests of the VM harness's own logic, without QEMU: console parsing,
 trace counting, guest-declared trace expectations, the protocol-error check
-and its allow-list, and the cpio writer. A harness that cannot fail would make
+and its allow-list, the cpio writer, and that a user's own program (built
+outside the tree) and raw QEMU device arguments reach the initramfs and the
+QEMU command line. A harness that cannot fail would make
 every VM test pass, so its failure paths are tested here."""
 import os
 import subprocess
@@ -126,6 +128,126 @@ class HarnessTest(unittest.TestCase):
         with open(os.path.join(tmp, "odd"), "rb") as f:
             self.assertEqual(f.read(), b"xxxxx")
         self.assertEqual(os.readlink(os.path.join(tmp, "bin", "link")), "hello")
+
+
+def read_newc(path):
+    """{name: bytes} of a newc cpio archive (enough of the format to check ours)."""
+    out = {}
+    with open(path, "rb") as f:
+        data = f.read()
+    pos = 0
+    while pos + 110 <= len(data):
+        hdr = data[pos:pos + 110]
+        assert hdr[:6] == b"070701", hdr[:6]
+        fsize = int(hdr[54:62], 16)
+        nsize = int(hdr[94:102], 16)
+        name = data[pos + 110:pos + 110 + nsize - 1].decode()
+        pos = (pos + 110 + nsize + 3) & ~3
+        out[name] = data[pos:pos + fsize]
+        pos = (pos + fsize + 3) & ~3
+        if name == "TRAILER!!!":
+            break
+    return out
+
+
+class FakeKernel:
+    """Stands in for dkqvm.Kernel: modules are empty files, no boot image."""
+
+    def __init__(self, tmp):
+        self.boot_image = os.path.join(tmp, "vmlinux-fake")
+        self.tmp = tmp
+
+    def module(self, name):
+        path = os.path.join(self.tmp, name + ".ko")
+        if not os.path.exists(path):
+            open(path, "wb").close()
+        return path
+
+
+class UserScenarioTest(unittest.TestCase):
+    """What docs/vm-tests.md ("Your own driver") promises, without booting."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(dir=_TMP.name)
+        self.outside = tempfile.mkdtemp(dir=_TMP.name)  # "built outside the tree"
+        self.prog = os.path.join(self.outside, "my-driver")
+        with open(self.prog, "w") as f:
+            f.write("#!/bin/sh\necho my driver on $1\n")
+        os.chmod(self.prog, 0o755)
+
+    def scenario(self, argv=()):
+        return dkqvm.Scenario.from_args("user", ["--work-dir", self.tmp] + list(argv))
+
+    def test_external_program_and_device_args_reach_qemu_and_initramfs(self):
+        s = self.scenario(["--qemu-args", "-device pvscsi,id=cli0,bus=pcie.0,addr=0x9 -global x.y=1"])
+        s.program("mydrv", self.prog)
+        hba = s.device("pvscsi", "hba0", slot=7, props="x-custom=on")
+        disk = s.disk("lun0", mib=1)
+        s.qemu_args += ["-drive", f"file={disk.path},if=none,id=lun0,format=raw",
+                        "-device", "scsi-hd,drive=lun0,bus=hba0.0"]
+        nvme2 = s.nvme("nvme2", slot=8, namespaces=[s.disk("n2", mib=1)], props="mdts=3,cmb_size_mb=1")
+        s.run("mydrv", hba.bdf, "--queue-depth", 4, label="mydrv_hba")
+        s.run("mydrv", nvme2.bdf, label="mydrv_nvme")
+        self.assertEqual(hba.bdf, "0000:00:07.0")
+
+        cmd = s.qemu_command(FakeKernel(self.tmp), "initrd", "trace")
+
+        def has_seq(seq):
+            return any(cmd[i:i + len(seq)] == seq for i in range(len(cmd)))
+        self.assertTrue(has_seq(["-device", "pvscsi,id=hba0,bus=pcie.0,addr=0x7,x-custom=on"]), cmd)
+        self.assertTrue(has_seq(["-device", "scsi-hd,drive=lun0,bus=hba0.0"]), cmd)
+        self.assertTrue(has_seq(["-device", "nvme,id=nvme2,serial=dkq-nvme2,bus=pcie.0,addr=0x8,mdts=3,cmb_size_mb=1"]),
+                        cmd)
+        # --qemu-args are split like a shell would and kept in order.
+        self.assertTrue(has_seq(["-device", "pvscsi,id=cli0,bus=pcie.0,addr=0x9", "-global", "x.y=1"]), cmd)
+        # Raw arguments come after the devices they may refer to.
+        self.assertGreater(cmd.index("scsi-hd,drive=lun0,bus=hba0.0"),
+                           cmd.index("pvscsi,id=hba0,bus=pcie.0,addr=0x7,x-custom=on"))
+
+        # The program file itself is packed and /init runs it with its arguments
+        # after binding the user's device to vfio-pci.
+        busybox = os.path.join(self.tmp, "busybox")
+        with open(busybox, "wb") as f:
+            f.write(b"not really busybox")
+        s._build_initramfs(FakeKernel(self.tmp), busybox, os.path.join(self.tmp, "i.cpio"))
+        files = read_newc(os.path.join(self.tmp, "i.cpio"))
+        with open(self.prog, "rb") as f:
+            self.assertEqual(files["progs/mydrv"], f.read())
+        init = files["init"].decode()
+        self.assertIn("/progs/mydrv 0000:00:07.0 --queue-depth 4", init)
+        self.assertIn("/progs/mydrv 0000:00:08.0 <", init)
+        self.assertIn("for bdf in 0000:00:07.0 0000:00:08.0;", init)
+        self.assertLess(init.index("for bdf in"), init.index("/progs/mydrv"))
+
+    def test_prog_option_takes_any_path(self):
+        s = self.scenario(["--prog", f"mydrv={self.prog}"])
+        self.assertEqual(s.programs["mydrv"], self.prog)
+        s.run("mydrv", "0000:00:04.0")
+        with self.assertRaises(dkqvm.HarnessError):
+            self.scenario(["--prog", "nopath"])
+
+    def test_unusable_programs_are_refused_with_a_reason(self):
+        s = self.scenario()
+        with self.assertRaisesRegex(dkqvm.HarnessError, "does not exist"):
+            s.program("gone", os.path.join(self.outside, "nope"))
+        with self.assertRaisesRegex(dkqvm.HarnessError, "letters, digits"):
+            s.program("bad name", self.prog)
+        dynamic = next((p for p in ("/bin/true", "/usr/bin/true") if os.path.exists(p)
+                        and dkqvm.elf_interpreter(p)), None)
+        if dynamic:
+            with self.assertRaisesRegex(dkqvm.HarnessError, "dynamically linked.*-static"):
+                s.program("dyn", dynamic)
+        # The same check when a --prog path is first used by a run.
+        s = self.scenario(["--prog", f"late={os.path.join(self.outside, 'later')}"])
+        s.run("late")
+        with self.assertRaisesRegex(dkqvm.HarnessError, "not built"):
+            s._build_initramfs(FakeKernel(self.tmp), self.prog, os.path.join(self.tmp, "j.cpio"))
+
+    def test_slot_taken_twice(self):
+        s = self.scenario()
+        s.device("pvscsi", "a", slot=7)
+        with self.assertRaises(dkqvm.HarnessError):
+            s.device("pvscsi", "b", slot=7)
 
 
 if __name__ == "__main__":

@@ -194,7 +194,7 @@ using dkq_examples::fill_pattern;
 // ---- opened device -------------------------------------------------------------------
 
 struct session {
-  std::unique_ptr<vfio::device> dev;
+  vfio::device dev;  // empty until open_session(); the platform below refers to it
   std::unique_ptr<dkq::nvme_linux::vfio_platform> plat;
   std::unique_ptr<ctrl_t> ctrl;
   std::vector<std::unique_ptr<queue_t>> queues;
@@ -231,15 +231,14 @@ struct session {
 
 int open_session(session& s, const args& a) {
   std::string why;
-  auto d = vfio::device::open(a.bdf, {}, &why);
-  if (!d) return fail(("cannot open " + a.bdf).c_str(), d.error(), why);
-  s.dev = std::make_unique<vfio::device>(std::move(*d));
-  s.plat = std::make_unique<dkq::nvme_linux::vfio_platform>(*s.dev);
+  status op = s.dev.open_in_place(a.bdf, {}, &why);
+  if (!op.ok()) return fail(("cannot open " + a.bdf).c_str(), op, why);
+  s.plat = std::make_unique<dkq::nvme_linux::vfio_platform>(s.dev);
   s.ctrl = std::make_unique<ctrl_t>();
   s.trace_expect = a.trace_expect;
   status st = s.ctrl->init(*s.plat, a.opt);
   if (!st.ok()) {
-    std::string ex = s.dev->last_explain();
+    std::string ex = s.dev.last_explain();
     return fail(("controller bring-up of " + a.bdf + " failed").c_str(), st, ex);
   }
   return 0;
@@ -248,10 +247,10 @@ int open_session(session& s, const args& a) {
 // One I/O queue per thread; vector i+1 (0 stays with the admin queue).
 int add_queues(session& s, std::uint32_t n, std::uint32_t entries, bool irq, bool batch) {
   if (irq) {
-    status st = s.dev->irq().enable(n + 1);
+    status st = s.dev.irq().enable(n + 1);
     if (!st.ok()) return fail("enabling MSI-X vectors", st);
-    if (s.dev->irq().count() < n + 1) {
-      std::fprintf(stderr, "dkq-nvme: device offers %u interrupt vectors, need %u\n", s.dev->irq().count(), n + 1);
+    if (s.dev.irq().count() < n + 1) {
+      std::fprintf(stderr, "dkq-nvme: device offers %u interrupt vectors, need %u\n", s.dev.irq().count(), n + 1);
       return 1;
     }
   }
@@ -306,7 +305,7 @@ bool check_range(const drv::namespace_info& n, std::uint64_t lba, std::uint64_t 
 // Wait for completions on queue q: interrupts (eventfd poll) or a short spin.
 void wait_for(session& s, queue_t& q, int timeout_ms) {
   if (!q.interrupts()) return;
-  pollfd p{s.dev->irq().eventfd(q.vector()), POLLIN, 0};
+  pollfd p{s.dev.irq().eventfd(q.vector()), POLLIN, 0};
   if (::poll(&p, 1, timeout_ms) > 0) {
     std::uint64_t c;
     (void)!::read(p.fd, &c, sizeof c);
@@ -446,7 +445,7 @@ using dkq_examples::print_size;
 int cmd_identify(session& s) {
   const ctrl_t& c = *s.ctrl;
   const drv::controller_info& i = c.info();
-  std::printf("controller %s  PCI %04x:%04x  NVMe %u.%u.%u\n", vfio::to_string(s.dev->address()).c_str(),
+  std::printf("controller %s  PCI %04x:%04x  NVMe %u.%u.%u\n", vfio::to_string(s.dev.address()).c_str(),
               c.pci_vendor(), c.pci_device(), c.version() >> 16, (c.version() >> 8) & 0xff, c.version() & 0xff);
   std::printf("  model        %s\n  serial       %s\n  firmware     %s\n", i.mn, i.sn, i.fr);
   std::printf("  cntlid       %u\n  subnqn       %s\n", i.cntlid, i.subnqn);
@@ -493,9 +492,9 @@ struct dma_buf {
 };
 
 int alloc_buf(session& s, dma_buf& b, std::uint64_t bytes) {
-  auto r = s.dev->dma_alloc(bytes);
-  if (!r) return fail("allocating a DMA buffer", r.error(), s.dev->last_explain());
-  b.dev = s.dev.get();
+  auto r = s.dev.dma_alloc(bytes);
+  if (!r) return fail("allocating a DMA buffer", r.error(), s.dev.last_explain());
+  b.dev = &s.dev;
   b.r = *r;
   return 0;
 }
@@ -891,7 +890,7 @@ void perf_thread(session& s, const args& a, const drv::namespace_info& n, worker
   } adapter{&q, &handler};
   // The VFIO backend's waiter: this vector's eventfd, 10 ms at most so the
   // timeout scan keeps running while the device is silent.
-  vfio::eventfd_waiter waiter{s.dev->irq(), 10};
+  vfio::eventfd_waiter waiter{s.dev.irq(), 10};
   const std::uint16_t vec = q.vector();  // polled queues: 0, never waited on
   dkq::interrupt_dispatcher<17, 1> disp;  // --threads <= 16, vectors 1..16
   disp.set_budget(a.qd);

@@ -1,14 +1,14 @@
 // examples/nvme/linux/vfio_platform.hpp - the driver core's platform concept
 // (driver/platform.hpp) over dkq's VFIO backend. Thin on purpose: the VFIO
 // device already speaks BAR numbers, config space, bus mastering and DMA; this
-// adds the clock and the short sleep the core asks for.
+// adds the clock and the short sleep the core asks for (both from
+// dkq/platform/vfio/clock.hpp).
 #pragma once
-
-#include <time.h>
 
 #include <cstdint>
 
 #include "../driver/platform.hpp"
+#include "dkq/platform/vfio/clock.hpp"
 #include "dkq/platform/vfio/device.hpp"
 
 namespace dkq::nvme_linux {
@@ -24,15 +24,9 @@ class vfio_platform {
   // NVMe takes 64-bit addresses, so no constraint.
   result<dma_region> dma_alloc(std::size_t n) { return dev_.dma_alloc(n); }
   status dma_free(const dma_region& r) { return dev_.dma_free(r); }
-  std::uint64_t now_ns() const noexcept {
-    timespec ts{};
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(ts.tv_nsec);
-  }
-  void delay_us(std::uint32_t us) const noexcept {
-    timespec ts{static_cast<time_t>(us / 1000000u), static_cast<long>(us % 1000000u) * 1000L};
-    ::nanosleep(&ts, nullptr);
-  }
+  // CLOCK_MONOTONIC; why that clock: dkq/platform/vfio/clock.hpp.
+  std::uint64_t now_ns() const noexcept { return vfio::monotonic_clock::now_ns(); }
+  void delay_us(std::uint32_t us) const noexcept { vfio::monotonic_clock::sleep_us(us); }
 
   vfio::device& device() noexcept { return dev_; }
 

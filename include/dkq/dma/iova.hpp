@@ -16,6 +16,9 @@
 //    first-fit from the lowest address (address-ordered first fit keeps
 //    fragmentation low under churn: Wilson et al., "Dynamic Storage Allocation:
 //    A Survey and Critical Review", 1995);
+//  - alloc_at(addr, size) takes exactly [addr, addr+size) for a device that
+//    DMAs to a fixed address, and reserve() keeps a range out of alloc() for
+//    good (a reservation is a range taken and never freed; free() ends it);
 //  - the extent table is allocated once in init(); alloc/free never allocate.
 //    When churn fragments the space into more extents than the table holds,
 //    alloc or free reports no_space instead of corrupting the list.
@@ -91,25 +94,41 @@ class iova_allocator {
         if (e.start >= hi) break;  // extents are sorted: nothing further fits below hi
         continue;
       }
-      // Carve [start, end) out of e: leaves a head, a tail, both or neither.
-      const bool head = start > e.start;
-      const bool tail = end < e_end;
-      if (head && tail) {
-        if (n_ == ext_.size())
-          return status{errc::no_space, "IOVA extent table full (space too fragmented)", n_};
-        insert_at(i + 1, extent{end, e_end - end});
-        ext_[i].len = start - e.start;
-      } else if (head) {
-        ext_[i].len = start - e.start;
-      } else if (tail) {
-        ext_[i] = extent{end, e_end - end};
-      } else {
-        erase_at(i);
-      }
-      free_bytes_ -= size;
+      DKQ_TRY(carve(i, start, end));
       return dev_addr{start};
     }
     return status{errc::no_space, "no free IOVA range of that size and alignment in the window", size};
+  }
+
+  // Take exactly [addr, addr+size) (size rounded up to the granule): for a
+  // device that DMAs to an address fixed in advance. Refused, changing
+  // nothing: an unaligned address or zero size (invalid_argument), a range
+  // outside the managed space (out_of_range), a range not entirely free
+  // (busy: it overlaps an allocation or a reservation).
+  result<dev_addr> alloc_at(dev_addr addr, std::uint64_t size) noexcept {
+    if (ext_.data() == nullptr) return status{errc::not_initialized, "IOVA allocator used before init"};
+    if (size == 0) return status{errc::invalid_argument, "IOVA allocation of zero bytes"};
+    if (!align_up_checked(size, granule_, size))
+      return status{errc::invalid_argument, "IOVA allocation size overflows", size};
+    const std::uint64_t start = addr.value();
+    if (!is_aligned(start, granule_))
+      return status{errc::invalid_argument, "fixed IOVA is not granule-aligned", start};
+    if (start < base_ || start - base_ > size_ || size > size_ - (start - base_))
+      return status{errc::out_of_range, "fixed IOVA range outside the managed space", start};
+    const std::uint64_t end = start + size;
+    // The only extent that can hold it is the last one starting at or below it.
+    const std::uint32_t next = lower_bound(start + 1);
+    if (next == 0 || ext_[next - 1].start + ext_[next - 1].len < end)
+      return status{errc::busy, "fixed IOVA range overlaps an allocation or reservation", start};
+    DKQ_TRY(carve(next - 1, start, end));
+    return dev_addr{start};
+  }
+
+  // Keeps [addr, addr+size) out of every later alloc(); alloc_at refuses it
+  // too. The same checks as alloc_at; free(addr, size) ends the reservation.
+  status reserve(dev_addr addr, std::uint64_t size) noexcept {
+    auto r = alloc_at(addr, size);
+    return r ? ok_status : r.error();
   }
 
   // Allocate below 2^bits (for a device that drives only `bits` address bits).
@@ -177,6 +196,28 @@ class iova_allocator {
     std::uint64_t start;
     std::uint64_t len;
   };
+
+  // Carves [start, end), which lies inside extent i, out of it: leaves a
+  // head, a tail, both or neither.
+  status carve(std::uint32_t i, std::uint64_t start, std::uint64_t end) noexcept {
+    const extent e = ext_[i];
+    const std::uint64_t e_end = e.start + e.len;
+    const bool head = start > e.start;
+    const bool tail = end < e_end;
+    if (head && tail) {
+      if (n_ == ext_.size()) return {errc::no_space, "IOVA extent table full (space too fragmented)", n_};
+      insert_at(i + 1, extent{end, e_end - end});
+      ext_[i].len = start - e.start;
+    } else if (head) {
+      ext_[i].len = start - e.start;
+    } else if (tail) {
+      ext_[i] = extent{end, e_end - end};
+    } else {
+      erase_at(i);
+    }
+    free_bytes_ -= end - start;
+    return ok_status;
+  }
 
   // First extent with start >= a.
   std::uint32_t lower_bound(std::uint64_t a) const noexcept {

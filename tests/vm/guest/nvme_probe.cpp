@@ -7,7 +7,10 @@
 // DMA memory, brings up an admin queue pair by hand (the real NVMe driver comes
 // later; this is only enough to make the device do DMA and raise MSI-X vector
 // 0), and sends Identify Controller and Identify Namespace. Each completion
-// must arrive as an eventfd signal. The data is checked byte for byte against
+// must arrive as an eventfd signal. DMA at a caller-chosen IOVA (dma_map_at)
+// and IOVA reservations are checked against the kernel's real IOVA ranges, and
+// the Identify after the function reset lands in the fixed-IOVA buffer. The
+// data is checked byte for byte against
 // what the harness configured, and the doorbell writes made here are declared
 // so the harness can compare them with QEMU's trace.
 #include <sys/resource.h>
@@ -199,6 +202,45 @@ int main(int argc, char** argv) {
     std::free(mine);
   }
 
+  // ---- DMA at a caller-chosen IOVA, and reservations -------------------------
+  // A buffer the device reaches at an address we fixed (used below: the
+  // Identify after the function reset lands in it), taken from the same
+  // allocator dma_alloc uses, so nothing else is ever placed there.
+  constexpr std::uint64_t fixed_iova = 0x7f000000;  // below 4 GiB, far above what first fit hands out here
+  void* fixed_mem = std::aligned_alloc(4096, 8192);
+  auto fixed = dev.dma_map_at(fixed_iova, fixed_mem, 8192);
+  if (VM_CHECK_OK(fixed)) {
+    VM_CHECK(fixed->device.value() == fixed_iova && fixed->cpu == fixed_mem && fixed->size == 8192);
+    vmcheck::note("dma_map_at: 8 KiB of caller memory at iova 0x%llx", static_cast<unsigned long long>(fixed_iova));
+    auto clash = dev.dma_alloc_at(fixed_iova + 4096, 4096);
+    VM_CHECK(!clash.ok() && clash.error().code() == errc::busy && clash.error().detail() == fixed_iova + 4096);
+    if (!clash.ok()) vmcheck::note("overlapping dma_alloc_at refused: %s", dev.last_explain().c_str());
+    VM_CHECK(dev.reserve_iova(fixed_iova, 4096).code() == errc::busy);
+  }
+  // The x86 MSI window is not in the ranges the kernel reports as usable.
+  auto msi_window = dev.dma_alloc_at(0xfee00000, 4096);
+  VM_CHECK(!msi_window.ok() && msi_window.error().code() == errc::out_of_range);
+  VM_CHECK(dev.dma_alloc_at(fixed_iova + 0x800, 4096).error().code() == errc::invalid_argument);
+  {
+    // Reserve exactly where the allocator would place the next buffer: it must go elsewhere,
+    // and a fixed mapping there is refused as well.
+    const std::uint64_t next = dev.iovas().free_ranges().front().start;
+    if (VM_CHECK_OK(dev.reserve_iova(next, 0x10000))) {
+      auto around = dev.dma_alloc(4096);
+      if (VM_CHECK_OK(around)) {
+        VM_CHECK_MSG(around->device.value() >= next + 0x10000, "dma_alloc handed out a reserved IOVA");
+        VM_CHECK_OK(dev.dma_free(*around));
+      }
+      VM_CHECK(dev.dma_alloc_at(next, 4096).error().code() == errc::busy);
+      VM_CHECK_OK(dev.unreserve_iova(next, 0x10000));
+      auto back = dev.dma_alloc(4096);  // the space is the allocator's again
+      if (VM_CHECK_OK(back)) {
+        VM_CHECK(back->device.value() == next);
+        VM_CHECK_OK(dev.dma_free(*back));
+      }
+    }
+  }
+
   // ---- interrupts: MSI-X vector 0 for the admin completion queue ------------
   VM_CHECK_OK(dev.irq().enable(1));
   VM_CHECK(dev.irq().kind() == vfio::irq_kind::msix);
@@ -311,16 +353,20 @@ int main(int argc, char** argv) {
     if (VM_CHECK_MSG(wait_ready(regs, true), "controller did not come back after reset")) {
       admin_queue q2{regs, *sq, *cq};
       std::memset(sqe, 0, sizeof sqe);
+      // Into the buffer at the fixed IOVA: the device's DMA must go through
+      // the mapping dma_map_at made (the vIOMMU translates 0x7f000000).
       sqe[0] = 0x06u | (0x13u << 16);
-      sqe[6] = static_cast<std::uint32_t>(data->device.value());
-      sqe[7] = static_cast<std::uint32_t>(data->device.value() >> 32);
+      sqe[6] = static_cast<std::uint32_t>(fixed_iova);
+      sqe[7] = static_cast<std::uint32_t>(fixed_iova >> 32);
       sqe[10] = 1;
-      std::memset(data->cpu, 0, 4096);
+      std::memset(fixed_mem, 0, 8192);
       q2.submit(sqe);
-      if (complete_one(q2, dev.irq(), 0x13, false)) {
-        const auto* idc = data->cpu_at<const std::uint8_t>();
+      if (fixed.ok() && complete_one(q2, dev.irq(), 0x13, false)) {
+        const auto* idc = static_cast<const std::uint8_t*>(fixed_mem);
         VM_CHECK(static_cast<std::uint16_t>(idc[0] | (idc[1] << 8)) == 0x1b36);
-        vmcheck::note("after reset: Identify Controller completed with an interrupt again");
+        VM_CHECK(ascii_field(idc + 4, 20) == serial);
+        vmcheck::note("after reset: Identify Controller completed with an interrupt again, "
+                      "into the buffer at fixed iova 0x%llx", static_cast<unsigned long long>(fixed_iova));
       }
     }
   }
@@ -335,5 +381,7 @@ int main(int argc, char** argv) {
   VM_CHECK_OK(dev.dma_free(*cq));
   VM_CHECK_OK(dev.dma_free(*data));
   VM_CHECK(dev.dma_free(*data).code() == errc::invalid_argument);
+  if (fixed.ok()) VM_CHECK_OK(dev.dma_unmap(*fixed));
+  std::free(fixed_mem);
   return vmcheck::finish("nvme_probe");
 }

@@ -9,7 +9,8 @@ The guest has two NUMA nodes. Devices:
   mr2    slot 9, megasas-gen2 msix=off,msi=off: falls back to INTx (+ re-arm)
 Programs, in order:
   dkq_pci list          ids, classes, drivers and IOMMU groups as sysfs says
-  nvme_probe            BARs, CAP/VS, DMA, admin queue, Identify via MSI-X
+  nvme_probe            BARs, CAP/VS, DMA, admin queue, Identify via MSI-X,
+                        DMA at a fixed IOVA (dma_map_at) and IOVA reservations
   megasas_probe x3      I/O BAR 0 refused, firmware state via BAR 1, MFI INIT
                         and CTRL_GET_INFO completing via MSI-X / MSI / INTx
   numa_probe[_libnuma]  DMA pages land on the requested node (both nodes)

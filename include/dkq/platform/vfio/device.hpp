@@ -6,6 +6,15 @@
 //   auto q = dev->dma_alloc(4096, dkq::vfio::dma_placement::below_4g());
 //   dev->irq().enable(2);                 // MSI-X, else MSI, else INTx; eventfds + epoll
 //
+// or, as a plain member of a driver object (a default-constructed device is
+// empty: every operation on it fails with errc::not_initialized):
+//
+//   struct my_driver { dkq::vfio::device dev; ... };
+//   DKQ_TRY(drv.dev.open_in_place("0000:00:04.0", {}, &why));
+//
+// (open_in_place is not called open: C++ does not let a static and a
+// non-static member function share a name and a parameter list.)
+//
 // IOMMU access comes in two kernel flavours and open() picks one:
 //   - iommufd + per-device cdev (/dev/iommu, /dev/vfio/devices/vfioN; Linux 6.6+),
 //   - the classic container (/dev/vfio/vfio, type1v2) + group (/dev/vfio/<group>).
@@ -15,7 +24,9 @@
 // in the environment, forces one.
 //
 // DMA memory: anonymous pages (on the device's NUMA node when the machine has
-// more than one; numa.hpp), mapped at an IOVA this object chooses (iova_space.hpp). VFIO
+// more than one; numa.hpp), mapped at an IOVA this object chooses (iova_space.hpp),
+// or at one the caller chooses (dma_map_at / dma_alloc_at, for devices that
+// DMA to fixed addresses; reserve_iova keeps ranges out of the allocator). VFIO
 // pins the pages when it maps them - that is the "lock", and it counts against
 // RLIMIT_MEMLOCK; an extra mlock() would be counted twice, so there is none.
 //
@@ -32,6 +43,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -130,6 +142,8 @@ struct open_options {
 
 class device {
  public:
+  // An empty device: is_open() is false, operations fail with not_initialized.
+  device() noexcept = default;
   device(const device&) = delete;
   device& operator=(const device&) = delete;
   device(device&& o) noexcept { take(o); }
@@ -146,51 +160,25 @@ class device {
   // text that tells the user what to do.
   static result<device> open(std::string_view bdf, const open_options& opt = {},
                              std::string* explain = nullptr) {
+    device d;
+    DKQ_TRY(d.open_in_place(bdf, opt, explain));
+    return d;
+  }
+
+  // The same into this object: closes whatever it had open first, and on
+  // failure leaves it empty.
+  status open_in_place(std::string_view bdf, const open_options& opt = {}, std::string* explain = nullptr) {
+    close();
     std::string dummy;
     std::string& why = explain ? *explain : dummy;
     why.clear();
-    auto addr = parse_pci_address(bdf);
-    if (!addr) {
-      why = "'" + std::string(bdf) + "' is not a PCI address; use the form 0000:01:00.0 (see dkq-pci)\n";
-      return addr.error();
-    }
-    device d;
-    d.fs_ = sysfs(opt.sysfs_root);
-    auto info = d.fs_.read_device(*addr);
-    if (!info) {
-      why = "no PCI device " + to_string(*addr) + " in " + opt.sysfs_root + "/bus/pci/devices (list them with dkq-pci)\n";
-      return info.error();
-    }
-    d.info_ = std::move(*info);
-    if (d.info_.iommu_group < 0) {
-      why = explain_no_iommu(*addr);
-      return status{errc::not_supported, "device has no IOMMU group: the IOMMU is off or absent"};
-    }
-    if (d.info_.driver != "vfio-pci") {
-      why = explain_not_bound(d.info_);
-      return status{errc::invalid_argument, "device is not bound to vfio-pci"};
-    }
-
-    // The environment decides only when the program did not.
-    iommu_backend want = opt.backend;
-    const char* env = want == iommu_backend::automatic ? std::getenv("DKQ_VFIO_BACKEND") : nullptr;
-    if (env) {
-      std::string_view e = env;
-      if (e == "container" || e == "legacy") want = iommu_backend::container;
-      else if (e == "iommufd") want = iommu_backend::iommufd;
-    }
-    if (want != iommu_backend::container) {
-      status s = d.open_iommufd(opt, why);
-      if (s.ok()) return d.finish_open(why);
-      if (want == iommu_backend::iommufd) return s;
-      why.clear();
-      d.iommufd_.reset();
-      d.fd_.reset();
-    }
-    status s = d.open_container(opt, why);
-    if (!s.ok()) return s;
-    return d.finish_open(why);
+    status s = open_steps(bdf, opt, why);
+    if (!s.ok()) close();
+    return s;
   }
+
+  bool is_open() const noexcept { return fd_.valid(); }
+  explicit operator bool() const noexcept { return is_open(); }
 
   void close() noexcept {
     irq_ = interrupts{};
@@ -206,6 +194,7 @@ class device {
     group_.reset();
     container_.reset();
     iommufd_.reset();
+    reset_state();
   }
 
   // ---- identity -------------------------------------------------------------------
@@ -221,6 +210,7 @@ class device {
   // What BAR `index` (0..5) is. Reads the BAR's type bits from config space
   // (VFIO virtualises them) and its size and mmap permission from VFIO.
   result<bar_info> bar(int index) const {
+    if (!is_open()) return not_open();
     if (index < 0 || index > 5) return status{errc::out_of_range, "PCI BAR number must be 0..5", static_cast<std::uint64_t>(index)};
     bar_info b;
     b.index = index;
@@ -305,6 +295,7 @@ class device {
   // (VM-tested on QEMU's NVMe, which has FLR.)
   bool can_reset() const noexcept { return can_reset_; }
   status reset() {
+    if (!is_open()) return not_open();
     if (!can_reset_) return {errc::not_supported, "the kernel knows no reset for this device (no FLR, PM or bus reset)"};
     if (::ioctl(fd_.get(), VFIO_DEVICE_RESET) != 0)
       return {errc::io_error, "VFIO_DEVICE_RESET failed", static_cast<std::uint64_t>(errno)};
@@ -333,6 +324,7 @@ class device {
   // device's NUMA node when there is more than one, and maps it for the device.
   // A failure leaves nothing behind (no pages, no IOVA range).
   result<dma_region> dma_alloc(std::size_t size, dma_placement c = {}) {
+    if (!is_open()) return not_open();
     if (size == 0) return status{errc::invalid_argument, "DMA allocation of zero bytes"};
     auto pages = allocate_pages(round_pages(size), info_.numa_node, numa_nodes_);
     if (!pages) return pages.error();
@@ -352,10 +344,67 @@ class device {
   // Maps caller-owned memory (page-aligned pointer, whole pages). The caller
   // keeps ownership; dma_unmap() before freeing it.
   result<dma_region> dma_map(void* cpu, std::size_t size, dma_placement c = {}) {
+    if (!is_open()) return not_open();
     if (!cpu || size == 0) return status{errc::invalid_argument, "DMA map of a null or empty buffer"};
     if (reinterpret_cast<std::uintptr_t>(cpu) % page_size() != 0 || size % page_size() != 0)
       return status{errc::invalid_argument, "DMA map needs a page-aligned buffer of whole pages"};
     return map_into_iommu(cpu, size, c, page_allocation{});
+  }
+
+  // ---- DMA at a chosen device address ------------------------------------------------
+  // For devices that DMA to addresses they do not take from a descriptor: a
+  // controller whose firmware or boot ROM uses a fixed window, a device that
+  // was designed for physical addresses (no IOMMU) and has them burnt in, a
+  // shared-memory protocol whose layout the other side fixed. Everything else
+  // should let dma_alloc/dma_map choose (docs/vfio.md, "DMA at a fixed IOVA").
+  //
+  // dma_map_at maps caller memory (page-aligned pointer, whole pages; the
+  // caller keeps ownership and calls dma_unmap before freeing it) at exactly
+  // `iova`; dma_alloc_at allocates zeroed pages there. The range is taken
+  // from this device's IOVA allocator first, so later dma_alloc calls never
+  // collide with it. Refused, with nothing changed:
+  //   invalid_argument  iova, size or cpu not page-aligned, size 0, null cpu
+  //   out_of_range      not inside the IOMMU's usable IOVA ranges (iovas().windows())
+  //   busy              overlaps an existing mapping or a reservation
+  //                     (status::detail(): the first conflicting address;
+  //                     last_explain() lists the usable ranges and reservations)
+  //   not_initialized   the device is not open
+  // Arguments are checked before whether the device is open.
+  result<dma_region> dma_map_at(std::uint64_t iova, void* cpu, std::size_t size) {
+    if (!cpu) return status{errc::invalid_argument, "DMA map of a null buffer"};
+    if (reinterpret_cast<std::uintptr_t>(cpu) % page_size() != 0)
+      return status{errc::invalid_argument, "DMA map needs a page-aligned buffer",
+                    static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(cpu))};
+    DKQ_TRY(check_fixed(iova, size));
+    if (!is_open()) return not_open();
+    return map_fixed(iova, cpu, size, page_allocation{});
+  }
+
+  result<dma_region> dma_alloc_at(std::uint64_t iova, std::size_t size) {
+    DKQ_TRY(check_fixed(iova, size));
+    if (!is_open()) return not_open();
+    auto pages = allocate_pages(size, info_.numa_node, numa_nodes_);
+    if (!pages) return pages.error();
+    auto r = map_fixed(iova, pages->ptr, pages->size, *pages);
+    if (!r) release_pages(*pages);
+    return r;
+  }
+
+  // Keeps [iova, iova+size) out of every later dma_alloc/dma_map and refuses
+  // dma_map_at/dma_alloc_at there: for addresses the device must never be
+  // given (a window its firmware owns, a peer device's BAR it would reach
+  // instead of memory). Page-aligned; refused with busy when the range
+  // overlaps an existing mapping or reservation. Nothing is mapped. The first
+  // 64 KiB are reserved at open (device address 0 looks like "unset").
+  status reserve_iova(std::uint64_t iova, std::uint64_t size) {
+    if (!is_open()) return not_open();
+    status s = iova_.reserve(iova, size, page_size());
+    if (!s.ok()) explain_ = explain_iova_conflict("reserve", iova, size, s);
+    return s;
+  }
+  status unreserve_iova(std::uint64_t iova, std::uint64_t size) {
+    if (!is_open()) return not_open();
+    return iova_.unreserve(iova, size);
   }
 
   // Unmaps a region from dma_alloc (and frees it) or from dma_map.
@@ -382,8 +431,6 @@ class device {
   }
 
  private:
-  device() = default;
-
   struct mapping {
     void* cpu;
     std::uint64_t iova;
@@ -396,6 +443,21 @@ class device {
     void* ptr;
     std::size_t size;
   };
+
+  // Back to the empty state (the fds, mappings and BARs are released by close()).
+  void reset_state() noexcept {
+    info_ = pci_device_info{};
+    backend_ = iommu_backend::automatic;
+    ioas_id_ = 0;
+    config_offset_ = 0;
+    can_reset_ = false;
+    iova_ = iova_space{};
+    numa_nodes_ = 1;
+  }
+
+  static status not_open() noexcept {
+    return {errc::not_initialized, "vfio::device is empty (not opened, closed, or moved from)"};
+  }
 
   void take(device& o) noexcept {
     fs_ = std::move(o.fs_);
@@ -416,6 +478,8 @@ class device {
     explain_ = std::move(o.explain_);
     o.maps_.clear();
     o.bars_.clear();
+    o.explain_.clear();
+    o.reset_state();
   }
 
   static std::size_t round_pages(std::size_t n) noexcept {
@@ -424,6 +488,48 @@ class device {
   }
 
   // ---- open paths -----------------------------------------------------------------
+  status open_steps(std::string_view bdf, const open_options& opt, std::string& why) {
+    auto addr = parse_pci_address(bdf);
+    if (!addr) {
+      why = "'" + std::string(bdf) + "' is not a PCI address; use the form 0000:01:00.0 (see dkq-pci)\n";
+      return addr.error();
+    }
+    fs_ = sysfs(opt.sysfs_root);
+    auto info = fs_.read_device(*addr);
+    if (!info) {
+      why = "no PCI device " + to_string(*addr) + " in " + opt.sysfs_root + "/bus/pci/devices (list them with dkq-pci)\n";
+      return info.error();
+    }
+    info_ = std::move(*info);
+    if (info_.iommu_group < 0) {
+      why = explain_no_iommu(*addr);
+      return {errc::not_supported, "device has no IOMMU group: the IOMMU is off or absent"};
+    }
+    if (info_.driver != "vfio-pci") {
+      why = explain_not_bound(info_);
+      return {errc::invalid_argument, "device is not bound to vfio-pci"};
+    }
+
+    // The environment decides only when the program did not.
+    iommu_backend want = opt.backend;
+    const char* env = want == iommu_backend::automatic ? std::getenv("DKQ_VFIO_BACKEND") : nullptr;
+    if (env) {
+      std::string_view e = env;
+      if (e == "container" || e == "legacy") want = iommu_backend::container;
+      else if (e == "iommufd") want = iommu_backend::iommufd;
+    }
+    if (want != iommu_backend::container) {
+      status s = open_iommufd(opt, why);
+      if (s.ok()) return finish_open();
+      if (want == iommu_backend::iommufd) return s;
+      why.clear();
+      iommufd_.reset();
+      fd_.reset();
+    }
+    DKQ_TRY(open_container(opt, why));
+    return finish_open();
+  }
+
   status open_container(const open_options& opt, std::string& why) {
     const int group = info_.iommu_group;
     const std::string vfio_dir = opt.dev_root + "/vfio";
@@ -520,7 +626,7 @@ class device {
       break;
     }
     if (iova_.free_ranges().empty()) iova_ = iova_space::defaults();
-    iova_.reserve(0, 0x10000);  // device address 0 is never handed out: it looks like "unset"
+    (void)iova_.reserve(0, 0x10000);  // device address 0 is never handed out: it looks like "unset"
   }
 
   status open_iommufd(const open_options& opt, std::string& why) {
@@ -568,28 +674,26 @@ class device {
         for (const auto& r : ranges) iova_.add(r.start, r.last + 1);
     }
     if (iova_.free_ranges().empty()) iova_ = iova_space::defaults();
-    iova_.reserve(0, 0x10000);
+    (void)iova_.reserve(0, 0x10000);
     backend_ = iommu_backend::iommufd;
     return ok_status;
   }
 
-  result<device> finish_open(std::string& why) {
-    (void)why;
+  status finish_open() {
     numa_nodes_ = fs_.online_numa_nodes();
     irq_ = interrupts(fd_.get());
     vfio_device_info di{};
     di.argsz = sizeof di;
     if (::ioctl(fd_.get(), VFIO_DEVICE_GET_INFO, &di) != 0)
-      return status{errc::io_error, "VFIO_DEVICE_GET_INFO failed", static_cast<std::uint64_t>(errno)};
-    if (!(di.flags & VFIO_DEVICE_FLAGS_PCI))
-      return status{errc::not_supported, "VFIO device is not a PCI device"};
+      return {errc::io_error, "VFIO_DEVICE_GET_INFO failed", static_cast<std::uint64_t>(errno)};
+    if (!(di.flags & VFIO_DEVICE_FLAGS_PCI)) return {errc::not_supported, "VFIO device is not a PCI device"};
     can_reset_ = (di.flags & VFIO_DEVICE_FLAGS_RESET) != 0;
     // Config space is read often at setup (BAR types, capabilities); its
     // region offset never changes, so ask once.
     auto cfg = region_info(VFIO_PCI_CONFIG_REGION_INDEX);
     if (!cfg) return cfg.error();
     config_offset_ = cfg->offset;
-    return std::move(*this);
+    return ok_status;
   }
 
   // ---- regions and config space ------------------------------------------------
@@ -604,6 +708,7 @@ class device {
 
   template <class T>
   result<T> config_read(std::uint32_t off) const {
+    if (!is_open()) return not_open();
     if (off % sizeof(T) != 0 || off + sizeof(T) > 4096)
       return status{errc::invalid_argument, "config space offset out of range or unaligned", off};
     T v{};
@@ -614,6 +719,7 @@ class device {
 
   template <class T>
   status config_write(std::uint32_t off, T v) {
+    if (!is_open()) return not_open();
     if (off % sizeof(T) != 0 || off + sizeof(T) > 4096)
       return {errc::invalid_argument, "config space offset out of range or unaligned", off};
     if (::pwrite(fd_.get(), &v, sizeof v, static_cast<off_t>(config_offset_ + off)) != static_cast<ssize_t>(sizeof v))
@@ -635,6 +741,51 @@ class device {
     }
     maps_.push_back({cpu, *iova, len, pages.ptr != nullptr, pages});
     return dma_region{cpu, dev_addr{*iova}, len};
+  }
+
+  static status check_fixed(std::uint64_t iova, std::size_t size) {
+    const std::size_t p = page_size();
+    if (size == 0) return {errc::invalid_argument, "DMA map of an empty range"};
+    if (iova % p != 0) return {errc::invalid_argument, "fixed IOVA is not page-aligned", iova};
+    if (size % p != 0) return {errc::invalid_argument, "fixed-IOVA mapping must be whole pages", size};
+    return ok_status;
+  }
+
+  result<dma_region> map_fixed(std::uint64_t iova, void* cpu, std::size_t len, page_allocation pages) {
+    auto at = iova_.alloc_at(iova, len, page_size());
+    if (!at) {
+      explain_ = explain_iova_conflict("map", iova, len, at.error());
+      return at.error();
+    }
+    status s = iommu_map(cpu, len, iova);
+    if (!s.ok()) {
+      (void)iova_.free(iova, len);
+      return s;
+    }
+    maps_.push_back({cpu, iova, len, pages.ptr != nullptr, pages});
+    return dma_region{cpu, dev_addr{iova}, len};
+  }
+
+  std::string explain_iova_conflict(const char* what, std::uint64_t iova, std::uint64_t len, const status& s) const {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "cannot %s IOVA [0x%llx, 0x%llx): %s (at 0x%llx)\n", what,
+                  static_cast<unsigned long long>(iova), static_cast<unsigned long long>(iova + len), s.message(),
+                  static_cast<unsigned long long>(s.detail()));
+    std::string out = buf;
+    out += "usable IOVA ranges:";
+    for (const auto& w : iova_.windows()) {
+      std::snprintf(buf, sizeof buf, " [0x%llx, 0x%llx)", static_cast<unsigned long long>(w.start),
+                    static_cast<unsigned long long>(w.end));
+      out += buf;
+    }
+    out += "\nreserved:";
+    for (const auto& r : iova_.reservations()) {
+      std::snprintf(buf, sizeof buf, " [0x%llx, 0x%llx)", static_cast<unsigned long long>(r.start),
+                    static_cast<unsigned long long>(r.end));
+      out += buf;
+    }
+    out += "\n";
+    return out;
   }
 
   status iommu_map(void* cpu, std::size_t len, std::uint64_t iova) {

@@ -7,6 +7,16 @@
 // Allocation happens at setup time (queues, buffer pools), so a sorted vector
 // is enough. It is deliberately internal to platform/vfio: the general IOVA
 // allocator of the dma layer will replace it.
+//
+// Three kinds of address, all kept here so there is one bookkeeping:
+//   - windows: what the IOMMU can translate (add(); from the kernel);
+//   - reservations: ranges nothing is ever placed in (reserve(); e.g. the
+//     first 64 KiB, or a window the device or its firmware owns);
+//   - allocations: ranges handed out by alloc() (first fit) or taken at a
+//     caller-chosen address by alloc_at() (a device that DMAs to fixed
+//     addresses). Both are returned with free().
+// alloc_at and reserve refuse, with a status naming the conflict, a range
+// that would overlap another allocation or reservation.
 #pragma once
 
 #include <cstdint>
@@ -36,21 +46,77 @@ class iova_space {
   // Adds a usable range [start, end). Ranges must be added in ascending order
   // and must not overlap (the kernel reports them that way).
   void add(std::uint64_t start, std::uint64_t end) {
-    if (end > start) free_.push_back({start, end});
+    if (end <= start) return;
+    windows_.push_back({start, end});
+    free_.push_back({start, end});
   }
 
-  // Removes [start, end) from the usable space (e.g. addresses below 64 KiB).
-  void reserve(std::uint64_t start, std::uint64_t end) {
-    std::vector<range> next;
-    for (const range& r : free_) {
-      if (r.end <= start || r.start >= end) {
-        next.push_back(r);
-        continue;
-      }
-      if (r.start < start) next.push_back({r.start, start});
-      if (r.end > end) next.push_back({end, r.end});
+  // Reserves [start, start+size): alloc() never hands it out and alloc_at()
+  // refuses it, until unreserve(). Parts outside the windows are recorded too
+  // (nothing to take there). Refused: a range not aligned to `granule`, one
+  // overlapping an earlier reservation (errc::busy) or an allocation
+  // (errc::busy; value: the first conflicting address).
+  status reserve(std::uint64_t start, std::uint64_t size, std::uint64_t granule = min_granule) {
+    std::uint64_t end = 0;
+    DKQ_TRY(check_range(start, size, granule, end));
+    for (const range& r : reserved_)
+      if (r.start < end && start < r.end)
+        return {errc::busy, "IOVA range overlaps an existing reservation", r.start};
+    // Every byte of it that lies in a window must be free.
+    for (const range& w : windows_) {
+      const std::uint64_t a = start > w.start ? start : w.start;
+      const std::uint64_t b = end < w.end ? end : w.end;
+      if (a >= b) continue;
+      if (!is_free(a, b))
+        return {errc::busy, "IOVA range overlaps an existing mapping", first_used(a, b)};
     }
-    free_ = std::move(next);
+    for (const range& w : windows_) {
+      const std::uint64_t a = start > w.start ? start : w.start;
+      const std::uint64_t b = end < w.end ? end : w.end;
+      if (a < b) take(a, b);
+    }
+    std::size_t i = 0;
+    while (i < reserved_.size() && reserved_[i].start < start) ++i;
+    reserved_.insert(reserved_.begin() + static_cast<std::ptrdiff_t>(i), range{start, end});
+    return ok_status;
+  }
+
+  // Ends the reservation [start, start+size) (exactly as it was made).
+  status unreserve(std::uint64_t start, std::uint64_t size) {
+    for (std::size_t i = 0; i < reserved_.size(); ++i) {
+      const range r = reserved_[i];
+      if (r.start != start || r.end - r.start != size) continue;
+      reserved_.erase(reserved_.begin() + static_cast<std::ptrdiff_t>(i));
+      for (const range& w : windows_) {
+        const std::uint64_t a = r.start > w.start ? r.start : w.start;
+        const std::uint64_t b = r.end < w.end ? r.end : w.end;
+        if (a < b) DKQ_TRY(free(a, b - a));
+      }
+      return ok_status;
+    }
+    return {errc::invalid_argument, "no IOVA reservation starts at this address with this size", start};
+  }
+
+  // Takes exactly [start, start+size) for a mapping the caller places (a
+  // device that DMAs to fixed addresses). Refused, before anything changes:
+  //   invalid_argument  zero size, wrap-around, start or size not a multiple of `granule`
+  //   out_of_range      not inside one window the IOMMU can translate
+  //   busy              overlaps a reservation or an existing allocation
+  //                     (value: the first conflicting address)
+  result<std::uint64_t> alloc_at(std::uint64_t start, std::uint64_t size, std::uint64_t granule = min_granule) {
+    std::uint64_t end = 0;
+    DKQ_TRY(check_range(start, size, granule, end));
+    for (const range& r : reserved_)
+      if (r.start < end && start < r.end)
+        return status{errc::busy, "IOVA range overlaps a reserved range", r.start < start ? start : r.start};
+    bool inside = false;
+    for (const range& w : windows_) inside = inside || (w.start <= start && end <= w.end);
+    if (!inside)
+      return status{errc::out_of_range, "IOVA range is not inside the IOMMU's usable ranges", start};
+    if (!is_free(start, end))
+      return status{errc::busy, "IOVA range overlaps an existing mapping", first_used(start, end)};
+    take(start, end);
+    return start;
   }
 
   // `size` bytes aligned to `align` (a power of two), ending at or below `limit`
@@ -98,9 +164,58 @@ class iova_space {
   }
 
   const std::vector<range>& free_ranges() const noexcept { return free_; }
+  const std::vector<range>& windows() const noexcept { return windows_; }
+  const std::vector<range>& reservations() const noexcept { return reserved_; }
+
+  static constexpr std::uint64_t min_granule = 4096;
 
  private:
+  static status check_range(std::uint64_t start, std::uint64_t size, std::uint64_t granule, std::uint64_t& end) {
+    if (granule == 0 || (granule & (granule - 1)) != 0)
+      return {errc::invalid_argument, "IOVA granule must be a power of two", granule};
+    if (size == 0) return {errc::invalid_argument, "IOVA range of zero bytes"};
+    if (start % granule != 0)
+      return {errc::invalid_argument, "IOVA address is not aligned to the IOMMU page", start};
+    if (size % granule != 0)
+      return {errc::invalid_argument, "IOVA range size is not a whole number of IOMMU pages", size};
+    end = start + size;
+    if (end < start) return {errc::out_of_range, "IOVA range wraps around the 64-bit address space", start};
+    return ok_status;
+  }
+
+  // Whether [a, b) lies inside one free range.
+  bool is_free(std::uint64_t a, std::uint64_t b) const noexcept {
+    for (const range& r : free_)
+      if (r.start <= a && b <= r.end) return true;
+    return false;
+  }
+
+  // The lowest address in [a, b) that is not free (for error values).
+  std::uint64_t first_used(std::uint64_t a, std::uint64_t b) const noexcept {
+    std::uint64_t at = a;
+    for (const range& r : free_) {
+      if (r.end <= at) continue;
+      if (r.start > at || at >= b) break;
+      at = r.end;
+    }
+    return at;
+  }
+
+  // Removes [a, b), known to lie inside one free range, from the free list.
+  void take(std::uint64_t a, std::uint64_t b) {
+    for (std::size_t i = 0; i < free_.size(); ++i) {
+      const range r = free_[i];
+      if (!(r.start <= a && b <= r.end)) continue;
+      free_.erase(free_.begin() + static_cast<std::ptrdiff_t>(i));
+      if (b < r.end) free_.insert(free_.begin() + static_cast<std::ptrdiff_t>(i), range{b, r.end});
+      if (r.start < a) free_.insert(free_.begin() + static_cast<std::ptrdiff_t>(i), range{r.start, a});
+      return;
+    }
+  }
+
+  std::vector<range> windows_;
   std::vector<range> free_;
+  std::vector<range> reserved_;
 };
 
 }  // namespace dkq::vfio
