@@ -165,11 +165,7 @@ using dkq_examples::mix;
 using dkq_examples::fill_pattern;
 using dkq_examples::check_pattern;
 
-std::uint64_t now_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(ts.tv_nsec);
-}
+std::uint64_t now_ns() { return dkq::vfio::monotonic_clock::now_ns(); }
 
 // ---- session ---------------------------------------------------------------------
 // Teardown order (session.hpp): controller stopped - in-flight requests

@@ -4,12 +4,11 @@
 // DMA and MSI-X/MSI eventfds; this adapts names and adds a clock and a sleep.
 #pragma once
 
-#include <time.h>
-
 #include <cstdint>
 #include <type_traits>
 
 #include "../driver/platform.hpp"
+#include "dkq/platform/vfio/clock.hpp"
 #include "dkq/platform/vfio/device.hpp"
 
 // The backend's placement type was renamed (vfio::dma_constraints ->
@@ -92,15 +91,8 @@ class vfio_platform {
     ++irq_waits;
     return n ? *n : 0;
   }
-  std::uint64_t now_ns() const noexcept {
-    timespec ts{};
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(ts.tv_nsec);
-  }
-  void delay_us(std::uint32_t us) const noexcept {
-    timespec ts{static_cast<time_t>(us / 1000000u), static_cast<long>(us % 1000000u) * 1000L};
-    ::nanosleep(&ts, nullptr);
-  }
+  std::uint64_t now_ns() const noexcept { return vfio::monotonic_clock::now_ns(); }
+  void delay_us(std::uint32_t us) const noexcept { vfio::monotonic_clock::sleep_us(us); }
 
   vfio::device& device() noexcept { return dev_; }
   std::uint64_t irq_waits = 0;

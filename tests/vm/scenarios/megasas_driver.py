@@ -60,6 +60,7 @@ class MegasasScenario(Scenario):
 def main():
     base = Scenario.from_args("megasas_driver")
     s = MegasasScenario(base.name, base.work, base.programs, timeout=base.timeout)
+    s.qemu_args = list(base.qemu_args)  # --qemu-args from the command line
     s.memory_mib = 768
 
     d00 = s.disk("mr0d0", mib=16, fill=background(b"mr0d0"))
