@@ -38,6 +38,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+
+#include "dkq/coro/completion.hpp"
 #include <new>
 #include <span>
 
@@ -379,6 +381,114 @@ class controller {
       return ok_status;
     }
     return {errc::invalid_argument, "no command in flight with this user pointer"};
+  }
+
+  // ---- the awaitable form (dkq/coro) --------------------------------------------------
+  // `co_await ctrl.co_submit(r)` posts the request and resumes the coroutine
+  // with its completion from the done path every request takes - a reply,
+  // the timeout -> ABORT -> reset path, a failed reset, abort() or stop() -
+  // exactly once. The coroutine is resumed from inside poll()/wait()/drain(),
+  // where the callback form's done() runs; it may submit again from there.
+  // completion::sense_bytes is cleared (it points into the controller's sense
+  // buffer, valid only during the callback); the parsed sense stays.
+  class scsi_op {
+   public:
+    scsi_op(controller& c, const request& r) noexcept : c_(&c), r_(r) {}
+    scsi_op(const scsi_op&) = delete;
+    scsi_op& operator=(const scsi_op&) = delete;
+    coro::completion<completion>& sink() noexcept { return sink_; }
+    bool start() noexcept {
+      r_.done = &scsi_op::on_done;
+      r_.user = this;
+      sink_.posted();
+      const status s = c_->submit(r_);
+      if (DKQ_UNLIKELY(!s.ok())) {
+        sink_.refused(make_status_completion(s));
+        return false;
+      }
+      return true;
+    }
+    auto operator co_await() noexcept { return coro::op_awaiter<scsi_op>{*this}; }
+    // For abort(): the user pointer the request was submitted with.
+    const void* user() const noexcept { return this; }
+
+   private:
+    static void on_done(void* user, const completion& c) noexcept {
+      completion k = c;
+      k.sense_bytes = nullptr;
+      k.sense_bytes_len = 0;
+      static_cast<scsi_op*>(user)->sink_.complete(k);
+    }
+    controller* c_;
+    request r_;
+    coro::completion<completion> sink_;
+  };
+  scsi_op co_submit(const request& r) noexcept { return scsi_op(*this, r); }
+
+  // A DCMD awaited the same way. Its data moves through `data` (the caller's
+  // DMA buffer: the synchronous dcmd() uses the shared scratch page, which an
+  // asynchronous command cannot). Also usable with a callback: submit_dcmd.
+  class dcmd_op {
+   public:
+    dcmd_op(controller& c, std::uint32_t opcode, const std::uint8_t* mbox, dma_region data, dma_direction dir) noexcept
+        : c_(&c), opcode_(opcode), data_(data), dir_(dir) {
+      if (mbox != nullptr) std::memcpy(mbox_, mbox, sizeof mbox_);
+    }
+    dcmd_op(const dcmd_op&) = delete;
+    dcmd_op& operator=(const dcmd_op&) = delete;
+    coro::completion<completion>& sink() noexcept { return sink_; }
+    bool start() noexcept {
+      sink_.posted();
+      const status s = c_->submit_dcmd(opcode_, mbox_, data_, dir_, &dcmd_op::on_done, this);
+      if (DKQ_UNLIKELY(!s.ok())) {
+        sink_.refused(make_status_completion(s));
+        return false;
+      }
+      return true;
+    }
+    auto operator co_await() noexcept { return coro::op_awaiter<dcmd_op>{*this}; }
+
+   private:
+    static void on_done(void* user, const completion& c) noexcept {
+      completion k = c;
+      k.sense_bytes = nullptr;
+      k.sense_bytes_len = 0;
+      static_cast<dcmd_op*>(user)->sink_.complete(k);
+    }
+    controller* c_;
+    std::uint32_t opcode_;
+    std::uint8_t mbox_[sizeof(mfi::dcmd_frame{}.mbox)]{};
+    dma_region data_;
+    dma_direction dir_;
+    coro::completion<completion> sink_;
+  };
+  dcmd_op co_dcmd(std::uint32_t opcode, const std::uint8_t* mbox, dma_region data, dma_direction dir) noexcept {
+    return dcmd_op(*this, opcode, mbox, data, dir);
+  }
+
+  // Asynchronous DCMD (callback form): `done(user, completion)` once, from
+  // the usual done path. Counts against the queue depth like I/O.
+  status submit_dcmd(std::uint32_t opcode, const std::uint8_t* mbox, dma_region data, dma_direction dir, done_fn done,
+                     void* user) noexcept {
+    if (!operational_) return {errc::not_initialized, "controller is not operational"};
+    if (data.size > 0xffffffffu) return {errc::invalid_argument, "DCMD data larger than a frame can describe", data.size};
+    request r;
+    r.dir = dir;
+    r.data = data;
+    r.done = done;
+    r.user = user;
+    std::uint32_t si = 0;
+    DKQ_TRY(acquire_slot(r, false, si));
+    if (status b = build_dcmd(si, opcode, mbox, data.device, static_cast<std::uint32_t>(data.size), dir); !b) {
+      abandon_slot(si);
+      return b;
+    }
+    if (status p = post(slots_[si]); !p) {
+      abandon_slot(si);
+      return p;
+    }
+    ++stats_.submitted;
+    return ok_status;
   }
 
   // ---- synchronous helpers (setup, tools; not the hot path) ------------------------
@@ -888,6 +998,23 @@ class controller {
     r.dir = dir;
     DKQ_TRY(acquire_slot(r, true, si));
     slot_state& sl = slots_[si];
+    if (bytes != 0) std::memset(scratch_.cpu, 0, bytes);
+    if (status b = build_dcmd(si, opcode, mbox, scratch_.device, bytes, dir); !b) {
+      abandon_slot(si);
+      return b;
+    }
+    if (status p = post(sl); !p) {
+      abandon_slot(si);
+      return p;
+    }
+    return wait_slot(si).st;
+  }
+
+  // A DCMD frame in slot `si`: opcode, mailbox, and `bytes` of data at `data`
+  // in exactly one SGE (QEMU refuses more).
+  status build_dcmd(std::uint32_t si, std::uint32_t opcode, const std::uint8_t* mbox, dev_addr data,
+                    std::uint32_t bytes, dma_direction dir) noexcept {
+    slot_state& sl = slots_[si];
     std::memset(sl.frame.mem.cpu, 0, frame_bytes);
     auto* f = sl.frame.mem.template cpu_at<mfi::dcmd_frame>();
     f->header.frame_cmd = mfi::cmd::dcmd;
@@ -896,28 +1023,19 @@ class controller {
     f->opcode = opcode;
     if (mbox != nullptr) std::memcpy(f->mbox, mbox, sizeof f->mbox);
     if (bytes != 0) {
-      // Exactly one SGE for a DCMD (QEMU refuses more).
-      std::memset(scratch_.cpu, 0, bytes);
-      const dma_segment seg{scratch_.device, bytes};
+      const dma_segment seg{data, bytes};
       auto sg = scsi::build_mfi_sgl(info_.sgl, {&seg, 1},
                                     {sl.frame.mem.template cpu_at<std::byte>(mfi::dcmd_sgl_offset),
                                      frame_bytes - mfi::dcmd_sgl_offset},
                                     1);
-      if (!sg) {
-        abandon_slot(si);
-        return sg.error();
-      }
+      if (!sg) return sg.error();
       f->header.sge_count = sg->sge_count;
       f->header.flags = static_cast<std::uint16_t>(
           sg->frame_flags | (dir == dma_direction::from_device ? scsi::mfi_frame_dir_read : scsi::mfi_frame_dir_write));
       f->header.data_len = bytes;
     }
     sl.extra_frames = 0;
-    if (status p = post(sl); !p) {
-      abandon_slot(si);
-      return p;
-    }
-    return wait_slot(si).st;
+    return ok_status;
   }
 
   status get_ctrl_info() noexcept {
