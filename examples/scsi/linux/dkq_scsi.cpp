@@ -35,12 +35,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "../../common/format.hpp"
 #include "../../common/pattern.hpp"
 #include "../driver/megaraid.hpp"
+#include "dkq/coro/completion.hpp"
+#include "dkq/coro/task.hpp"
 #include "session.hpp"
 #include "vfio_platform.hpp"
 
@@ -50,6 +53,7 @@ using dkq::dma_region;
 using dkq::errc;
 using dkq::status;
 using ctrl_t = mr::controller<dkq::scsi_linux::vfio_platform>;
+namespace coro = dkq::coro;
 
 namespace {
 
@@ -553,6 +557,78 @@ std::uint32_t capped_qd(const ctrl_t& c, const args& a) {
   return depth;
 }
 
+// ---- verify, written as a coroutine over the awaitable form --------------------------
+// A pass writes (or reads back and checks) every job with up to `window`
+// commands in flight, awaited oldest first. Completions resume it from the
+// controller's wait()/poll(), where the callback form's done() would run;
+// timeouts, ABORTs and resets stay in the core. A refusal for lack of room
+// (queue depth or, in forced 32-bit mode, the bounce pool) waits for the
+// oldest command and tries again, as the callback loop did.
+
+struct verify_job {
+  std::uint8_t target;
+  std::uint64_t lba;
+  std::uint32_t blocks;
+};
+constexpr std::uint32_t verify_window_max = 64;
+using scsi_op_t = ctrl_t::scsi_op;
+
+coro::task<status> co_verify_pass(coro::frame_arena&, ctrl_t& c, const args& a, const std::vector<verify_job>& jobs,
+                                  const std::vector<dma_region>& bufs, std::uint32_t window, bool write,
+                                  std::uint64_t* errors, std::uint64_t* mismatches) {
+  std::optional<scsi_op_t> ops[verify_window_max];
+  std::size_t job_of[verify_window_max] = {};
+  // The answer for slot j: check it (reads) and free the slot.
+  auto settle = [&](std::uint32_t j, const mr::completion& done) {
+    const verify_job& jb = jobs[job_of[j]];
+    if (!done.st.ok()) {
+      ++*errors;
+      fail_c(write ? "verify write" : "verify read", done);
+    } else if (!write) {
+      const std::int64_t bad =
+          check_pattern(bufs[j].cpu_at<const std::uint8_t>(), jb.lba * 512, jb.blocks * 512u, a.seed + jb.target);
+      if (bad >= 0) {
+        ++*mismatches;
+        std::fprintf(stderr, "dkq-scsi: MISMATCH target %u byte %" PRIu64 "\n", jb.target,
+                     jb.lba * 512 + static_cast<std::uint64_t>(bad));
+      }
+    }
+    ops[j].reset();
+  };
+  std::size_t next = 0;
+  status fatal = dkq::ok_status;
+  for (std::uint32_t k = 0;; k = (k + 1) % window) {
+    if (ops[k]) settle(k, co_await *ops[k]);  // the oldest command in the window first
+    if (next < jobs.size() && !g_stop && fatal.ok()) {
+      const verify_job& jb = jobs[next];
+      if (write) fill_pattern(bufs[k].cpu_at<std::uint8_t>(), jb.lba * 512, jb.blocks * 512u, a.seed + jb.target);
+      else std::memset(bufs[k].cpu, 0, jb.blocks * 512u);
+      const mr::request r =
+          rw_request(a, jb.target, write, jb.lba, jb.blocks, dma_region{bufs[k].cpu, bufs[k].device, jb.blocks * 512u});
+      for (;;) {
+        ops[k].emplace(c, r);
+        job_of[k] = next;
+        if (ops[k]->start()) break;
+        const status refused = ops[k]->sink().value().st;
+        ops[k].reset();
+        std::uint32_t j = (k + 1) % window;
+        while (j != k && !ops[j]) j = (j + 1) % window;
+        if (refused.code() != errc::no_space || j == k) {
+          fatal = refused;  // stop issuing; the commands in flight still end first
+          break;
+        }
+        settle(j, co_await *ops[j]);  // room comes back with the oldest answer
+      }
+      if (fatal.ok()) ++next;
+    } else {
+      bool busy = false;
+      for (std::uint32_t i = 0; i < window; ++i) busy |= ops[i].has_value();
+      if (!busy) break;
+    }
+  }
+  co_return fatal;  // nothing is in flight here: the frame may go
+}
+
 int cmd_verify(session& s, const args& a) {
   std::vector<std::uint8_t> ts;
   if (!resolve_targets(*s.ctrl, a, target_use::data, true, "verify", ts)) return 1;
@@ -561,85 +637,34 @@ int cmd_verify(session& s, const args& a) {
   if (!check_bs(*s.ctrl, bs, "verify")) return 1;
   const std::uint32_t chunk_blocks = bs / 512;
   const std::uint32_t qd = capped_qd(*s.ctrl, a);
+  const std::uint32_t window = std::min(qd, verify_window_max);
   // A job = one chunk of one target; targets interleave so several LDs are
   // busy at the same time.
-  struct job {
-    std::uint8_t target;
-    std::uint64_t lba;
-    std::uint32_t blocks;
-  };
-  std::vector<job> jobs;
+  std::vector<verify_job> jobs;
   for (std::uint64_t off = 0; off < a.blocks; off += chunk_blocks)
     for (std::uint8_t t : ts)
       jobs.push_back({t, a.lba + off, static_cast<std::uint32_t>(std::min<std::uint64_t>(chunk_blocks, a.blocks - off))});
-  std::vector<io_slot> slots(qd);
-  std::vector<std::uint32_t> ready;
-  ready.reserve(qd);
   std::vector<dma_region> bufs;
-  for (std::uint32_t i = 0; i < qd; ++i) {
-    slots[i].index = i;
-    slots[i].ready = &ready;
-    bufs.push_back(s.buffer(bs, a.force32));
-  }
-  std::vector<std::size_t> job_of(qd);
-  std::vector<std::uint32_t> free_now;
-  free_now.reserve(qd);
+  for (std::uint32_t i = 0; i < window; ++i) bufs.push_back(s.buffer(bs, a.force32));
+  // Frames for the pass coroutine (one at a time), allocated here, once.
+  coro::frame_arena arena;
+  if (status st = arena.init(2, verify_window_max * sizeof(std::optional<scsi_op_t>) + 8192); !st.ok())
+    return fail("verify: coroutine frames", st);
   // An early return or SIGTERM with I/O in flight: stop the controller while
-  // the slots its callbacks write are still alive.
+  // the coroutine's frame, which the callbacks write, is still alive.
   dkq::scsi_linux::stop_in_flight_on_exit<session> quiesce{s};
   const std::uint64_t t0 = now_ns();
   std::uint64_t mismatches = 0, errors = 0;
   for (int pass = 0; pass < 2; ++pass) {
-    const bool write = pass == 0;
-    std::size_t next = 0, done = 0;
-    for (std::uint32_t i = 0; i < qd; ++i) ready.push_back(i);
-    while (done < jobs.size() && !g_stop) {
-      // Everything that came back: check (reads), then reuse the slot. Two
-      // vectors with reserved capacity are swapped: no allocation per loop.
-      free_now.clear();
-      free_now.swap(ready);
-      for (std::uint32_t i : free_now) {
-        io_slot& sl = slots[i];
-        if (sl.started != 0) {
-          const job& j = jobs[job_of[i]];
-          ++done;
-          if (!sl.ok) {
-            ++errors;
-            fail_c(write ? "verify write" : "verify read", sl.c);
-          } else if (!write) {
-            const std::uint64_t seed = a.seed + j.target;
-            const std::int64_t bad = check_pattern(bufs[i].cpu_at<const std::uint8_t>(), j.lba * 512, j.blocks * 512u, seed);
-            if (bad >= 0) {
-              ++mismatches;
-              std::fprintf(stderr, "dkq-scsi: MISMATCH target %u byte %" PRIu64 "\n", j.target,
-                           j.lba * 512 + static_cast<std::uint64_t>(bad));
-            }
-          }
-          sl.started = 0;
-        }
-        if (next < jobs.size()) {
-          const job& j = jobs[next];
-          if (write) fill_pattern(bufs[i].cpu_at<std::uint8_t>(), j.lba * 512, j.blocks * 512u, a.seed + j.target);
-          else std::memset(bufs[i].cpu, 0, j.blocks * 512u);
-          mr::request r = rw_request(a, j.target, write, j.lba, j.blocks, dma_region{bufs[i].cpu, bufs[i].device, j.blocks * 512u});
-          r.done = slot_done;
-          r.user = &sl;
-          status st = s.ctrl->submit(r);
-          if (st.code() == errc::no_space) {
-            ready.push_back(i);  // bounce pool or depth: try again after a poll
-            continue;
-          }
-          if (!st) return fail("submit", st);
-          sl.started = now_ns();
-          sl.busy = true;
-          job_of[i] = next++;
-        }
-      }
-      if (done < jobs.size() && ready.empty()) s.ctrl->wait(1000);
-      else if (done < jobs.size()) s.ctrl->poll();
+    auto t = co_verify_pass(arena, *s.ctrl, a, jobs, bufs, window, pass == 0, &errors, &mismatches);
+    t.start();
+    while (!t.done() && !g_stop) s.ctrl->wait(1000);
+    if (!t.done()) {
+      (void)s.stop_controller();  // every command in flight completes once (stopped): the pass ends
+      while (!t.done()) s.ctrl->poll();
     }
-    for (auto& sl : slots) sl.started = 0;
-    ready.clear();
+    if (!t.value().ok()) return fail("verify", t.value());
+    if (g_stop) break;
   }
   const double secs = static_cast<double>(now_ns() - t0) / 1e9;
   for (std::uint8_t t : ts)
@@ -650,8 +675,9 @@ int cmd_verify(session& s, const args& a) {
                          : "LD read/write frames",
                 a.seed + t);
   std::printf("verify: %zu commands each way, QD %u, %u B each, %.2f s, %" PRIu64 " errors, %" PRIu64
-              " mismatches%s\n",
-              jobs.size(), qd, bs, secs, errors, mismatches, a.force32 ? ", forced 32-bit (SGL32 + bounce buffers)" : "");
+              " mismatches%s (coroutines: %zu frames at most)\n",
+              jobs.size(), window, bs, secs, errors, mismatches,
+              a.force32 ? ", forced 32-bit (SGL32 + bounce buffers)" : "", arena.high_water());
   int rc = (errors || mismatches || g_stop) ? 1 : 0;
   if (!a.no_sync)
     for (std::uint8_t t : ts) rc |= do_sync(s, t, a.pd);

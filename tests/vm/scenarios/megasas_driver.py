@@ -156,6 +156,12 @@ def main():
     r = s.boot()
     r.require_passed()
 
+    # verify is written as a coroutine (dkq/coro): every verify run says so.
+    for label in ("verify_ld", "verify_pass16", "verify_32bit", "verify_1078"):
+        pr = r.program(label)
+        if r.check(pr is not None, f"{label}: no output"):
+            r.check("coroutines:" in pr.output, f"{label}: verify did not run on the coroutine path")
+
     # ---- nothing before the handback made a MegaRAID error event ----------------------
     err_rx = re.compile(r"megasas_.*(invalid|overflow|underflow).*|megasas_unhandled_frame_cmd|"
                         r"megasas_scsi_target_not_present|megasas_io_target_not_present")
