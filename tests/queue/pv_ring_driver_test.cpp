@@ -17,6 +17,7 @@
 
 #include "dkq/queue/doorbell.hpp"
 #include "dkq/queue/ring_pair.hpp"
+#include "dkq/scsi/command.hpp"
 #include "support/fake_nvme_device.hpp"  // test_dma_buffer
 #include "support/fake_pv_ring_device.hpp"
 
@@ -110,10 +111,12 @@ class pv_driver {
     return rings_.process_completions(
         64,
         [&](request_ctx& c, const pv_completion& e) {
-          status st = e.host_status != 0    ? status{errc::io_error, "host adapter error", e.host_status}
-                      : e.scsi_status != 0 ? status{errc::device_error, "SCSI status not GOOD", e.scsi_status}
-                                           : dkq::ok_status;
-          done(pv_completion_result{c.user, st});
+          // Host status, SCSI status and sense to one answer: the same
+          // classification every SCSI transport uses (dkq/scsi/command.hpp).
+          dkq::scsi::raw_result raw;
+          if (e.host_status != 0) raw.transport = status{errc::io_error, "host adapter error", e.host_status};
+          raw.status_byte = static_cast<std::uint8_t>(e.scsi_status);
+          done(pv_completion_result{c.user, dkq::scsi::classify(raw).st});
         },
         [&](status s, const pv_completion*) {
           ++protocol_errors;

@@ -911,3 +911,32 @@ TEST(MegaraidDriver, RaidModePhysicalDrivesAreNotSystemDrives) {
 }
 
 }  // namespace
+
+namespace {
+// SCSI commands the core sends itself go through dkq/scsi/command.hpp: a
+// UNIT ATTENTION from the target (here after a "reset") is sent again once.
+TEST(MegaraidDriver, UnitAttentionOnAnInternalCommandIsRetried) {
+  rig r;
+  mr::options o;
+  o.use_interrupts = false;
+  ASSERT_TRUE(r.drv.start(r.plat, o).ok());
+  fake_mfi_controller::forced_sense ua;
+  ua.bytes = std::vector<std::uint8_t>(18, 0);
+  ua.bytes[0] = 0x70;
+  ua.bytes[2] = dkq::scsi::sense_key::unit_attention;
+  ua.bytes[7] = 10;
+  ua.bytes[12] = 0x29;  // power on, reset or bus device reset occurred
+  ua.sense_len_said = 18;
+  r.ctl.force_sense.push_back(ua);
+  auto inq = r.drv.inquiry(0);
+  ASSERT_TRUE(inq.ok()) << inq.error().message();
+  EXPECT_EQ(r.drv.stats().scsi_retries, 1u);
+  // A second one is retried too, a bounded number of times.
+  for (int i = 0; i < 5; ++i) r.ctl.force_sense.push_back(ua);
+  auto again = r.drv.inquiry(0);
+  EXPECT_FALSE(again.ok());
+  EXPECT_EQ(r.drv.stats().scsi_retries, 1u + 3u);
+  r.ctl.force_sense.clear();
+  EXPECT_TRUE(r.drv.inquiry(0).ok());
+}
+}  // namespace

@@ -53,6 +53,7 @@
 #include "dkq/queue/doorbell.hpp"
 #include "dkq/queue/tag_table.hpp"
 #include "dkq/scsi/cdb.hpp"
+#include "dkq/scsi/command.hpp"
 #include "dkq/scsi/data.hpp"
 #include "dkq/scsi/mfi.hpp"
 #include "dkq/scsi/mfi_sgl.hpp"
@@ -210,20 +211,22 @@ struct driver_stats {
   std::uint64_t sync_cache_10 = 0;       // of which 10-byte
   std::uint64_t sync16_fallbacks = 0;
   std::uint64_t cache_flush_dcmds = 0;
+  std::uint64_t scsi_retries = 0;  // synchronous SCSI commands sent again (UNIT ATTENTION, BUSY, becoming ready)
 };
 
 // Fills a completion's status from frame status, SCSI status and sense.
+// SCSI_DONE_WITH_ERROR is the target's answer: classified the way every
+// transport's is (dkq/scsi/command.hpp), except that the frame itself says
+// "error", so a GOOD or CONDITION MET status byte there is a failure, never
+// success (a device answering GOOD would acknowledge, for SYNCHRONIZE
+// CACHE, a flush that did not happen).
 inline status decode_completion(std::uint8_t cmd_status, std::uint8_t scsi_status, bool sense_valid,
                                 const scsi::sense_data& sense) noexcept {
   if (cmd_status == mfi::stat::ok) return ok_status;
   if (cmd_status == mfi::stat::scsi_done_with_error) {
-    if (scsi_status == scsi::scsi_status::check_condition && sense_valid) {
-      status s = scsi::to_status(sense);
-      return s.ok() ? ok_status : s;  // RECOVERED ERROR / NO SENSE: the data is good
-    }
-    if (scsi_status == scsi::scsi_status::busy || scsi_status == scsi::scsi_status::task_set_full)
-      return {errc::busy, scsi::status_name(scsi_status), scsi_status};
-    return {errc::device_error, scsi::status_name(scsi_status), scsi_status};
+    if (scsi_status == scsi::scsi_status::good || scsi_status == scsi::scsi_status::condition_met)
+      return {errc::device_error, scsi::status_name(scsi_status), scsi_status};
+    return scsi::classify_parsed(ok_status, scsi_status, sense_valid, sense).st;
   }
   return mfi::to_status(cmd_status, scsi_status);
 }
@@ -523,7 +526,21 @@ class controller {
       }
       r.data = dma_region{scratch_.cpu, scratch_.device, data_in_bytes};
     }
-    return execute(r);
+    // One command end to end (dkq/scsi/command.hpp): a UNIT ATTENTION (a
+    // target reporting a reset or a change once) or NOT READY "becoming
+    // ready" is sent again, a bounded number of times.
+    completion last;
+    const scsi::outcome o = scsi::run_command([&]() noexcept {
+      last = execute(r);
+      const bool reached = last.mfi_status == mfi::stat::ok || last.mfi_status == mfi::stat::scsi_done_with_error;
+      scsi::raw_result raw;
+      raw.transport = reached ? ok_status : last.st;
+      raw.status_byte = last.mfi_status == mfi::stat::ok ? scsi::scsi_status::good : last.scsi_status;
+      if (last.sense_bytes != nullptr) raw.sense = {last.sense_bytes, last.sense_bytes_len};
+      return raw;
+    });
+    if (o.attempts > 1) stats_.scsi_retries += o.attempts - 1;
+    return last;
   }
   const std::uint8_t* scratch() const noexcept { return scratch_.template cpu_at<const std::uint8_t>(); }
 
