@@ -14,6 +14,7 @@
 
 #include "../../examples/nvme/driver/controller.hpp"
 #include "support/fake_nvme_controller.hpp"
+#include "support/fault_tally.hpp"
 
 namespace {
 
@@ -54,15 +55,7 @@ struct ledger {
   }
 };
 
-// Per-test counts for docs/device-faults.md, printed when the suite ends.
-struct tally_row {
-  std::string test;
-  std::uint64_t faults, requests, once, lost, twice, unknown;
-};
-std::vector<tally_row>& tally() {
-  static std::vector<tally_row> rows;
-  return rows;
-}
+DKQ_FAULT_TALLY("nvme-faults");
 
 struct rig {
   fake_nvme_controller dev;
@@ -72,7 +65,7 @@ struct rig {
   dkq::status init(drv::options o = {}) { return ctrl.init(plat, o); }
   ledger& book() { return books.emplace_back(); }
   ~rig() {
-    tally_row row{::testing::UnitTest::GetInstance()->current_test_info()->name(), dev.faults_injected, 0, 0, 0, 0, 0};
+    dkq::test::fault_tally_row row{dkq::test::current_test_name(), dev.faults_injected, 0, 0, 0, 0, 0};
     for (const ledger& l : books) {
       row.requests += l.accepted;
       row.once += l.exactly_once();
@@ -80,29 +73,11 @@ struct rig {
       row.lost += l.accepted - l.exactly_once() - l.more_than_once();
       row.unknown += l.unknown;
     }
-    tally().push_back(row);
+    dkq::test::fault_tally().push_back(row);
   }
 };
 
-class print_tally : public ::testing::Environment {
- public:
-  void TearDown() override {
-    std::uint64_t f = 0, n = 0, once = 0, lost = 0, twice = 0;
-    for (const tally_row& r : tally()) {
-      std::printf("nvme-faults: %-70s faults %3llu requests %3llu once %3llu lost %llu double %llu unknown %llu\n",
-                  r.test.c_str(), static_cast<unsigned long long>(r.faults), static_cast<unsigned long long>(r.requests),
-                  static_cast<unsigned long long>(r.once), static_cast<unsigned long long>(r.lost),
-                  static_cast<unsigned long long>(r.twice), static_cast<unsigned long long>(r.unknown));
-      f += r.faults, n += r.requests, once += r.once, lost += r.lost, twice += r.twice;
-    }
-    std::printf("nvme-faults: total: %llu faults injected, %llu requests, %llu completed exactly once, %llu lost, "
-                "%llu double\n",
-                static_cast<unsigned long long>(f), static_cast<unsigned long long>(n),
-                static_cast<unsigned long long>(once), static_cast<unsigned long long>(lost),
-                static_cast<unsigned long long>(twice));
-  }
-};
-const auto* const g_tally_env = ::testing::AddGlobalTestEnvironment(new print_tally);
+
 
 void pump(rig& r, queue_t& q, ledger& l, int rounds = 50) {
   for (int i = 0; i < rounds; ++i) {

@@ -14,6 +14,7 @@
 
 #include "examples/scsi/driver/megaraid.hpp"
 #include "support/fake_mfi_controller.hpp"
+#include "support/fault_tally.hpp"
 
 namespace mr = dkq::examples::megaraid;
 namespace mfi = dkq::scsi::mfi;
@@ -55,34 +56,7 @@ struct ledger {
   }
 };
 
-struct tally_row {
-  std::string test;
-  std::uint64_t faults, requests, once, lost, twice, unknown;
-};
-std::vector<tally_row>& tally() {
-  static std::vector<tally_row> rows;
-  return rows;
-}
-
-class print_tally : public ::testing::Environment {
- public:
-  void TearDown() override {
-    std::uint64_t f = 0, n = 0, once = 0, lost = 0, twice = 0;
-    for (const tally_row& r : tally()) {
-      std::printf("mfi-faults: %-66s faults %3llu requests %3llu once %3llu lost %llu double %llu unknown %llu\n",
-                  r.test.c_str(), static_cast<unsigned long long>(r.faults), static_cast<unsigned long long>(r.requests),
-                  static_cast<unsigned long long>(r.once), static_cast<unsigned long long>(r.lost),
-                  static_cast<unsigned long long>(r.twice), static_cast<unsigned long long>(r.unknown));
-      f += r.faults, n += r.requests, once += r.once, lost += r.lost, twice += r.twice;
-    }
-    std::printf("mfi-faults: total: %llu faults injected, %llu requests, %llu completed exactly once, %llu lost, "
-                "%llu double\n",
-                static_cast<unsigned long long>(f), static_cast<unsigned long long>(n),
-                static_cast<unsigned long long>(once), static_cast<unsigned long long>(lost),
-                static_cast<unsigned long long>(twice));
-  }
-};
-const auto* const g_tally_env = ::testing::AddGlobalTestEnvironment(new print_tally);
+DKQ_FAULT_TALLY("mfi-faults");
 
 struct rig {
   fake_dma_space dma;
@@ -142,7 +116,7 @@ struct rig {
     for (int i = 0; i < 10; ++i) drv.poll();
   }
   ~rig() {
-    tally().push_back({::testing::UnitTest::GetInstance()->current_test_info()->name(), faults, book.accepted,
+    dkq::test::fault_tally().push_back({dkq::test::current_test_name(), faults, book.accepted,
                        book.once(), book.accepted - book.once() - book.twice(), book.twice(), book.unknown});
     EXPECT_EQ(book.once(), book.accepted);
     EXPECT_EQ(book.twice(), 0u);
