@@ -36,6 +36,7 @@ using dkq::test::test_dma_buffer;
 struct pv_layout {
   static constexpr std::size_t sqe_size = sizeof(pv_request);
   static constexpr dkq::index_mode sq_mode = dkq::index_mode::free_running;
+  static constexpr dkq::cq_kind cq_kind = dkq::cq_kind::producer_index;
   static constexpr dkq::index_mode cq_mode = dkq::index_mode::free_running;
   static constexpr dkq::sq_head_report head = dkq::sq_head_report::index_word;  // req_cons
   using cqe_type = pv_completion;

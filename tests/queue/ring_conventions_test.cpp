@@ -9,6 +9,7 @@
 
 #include "dkq/queue/completion_queue.hpp"
 #include "dkq/queue/doorbell.hpp"
+#include "dkq/queue/ring_pair.hpp"
 #include "dkq/queue/submission_queue.hpp"
 #include "dkq/queue/tag_table.hpp"
 #include "support/fake_nvme_device.hpp"
@@ -149,6 +150,51 @@ TEST(TagBase, IdentifiersBelowTheBaseNeverAppearAndIndexOfMapsBack) {
   EXPECT_EQ(t.complete(0).error().code(), errc::protocol_error);
   EXPECT_EQ(t.index_of(4).error().code(), errc::protocol_error);  // past the last slot
   EXPECT_EQ(t.init(16384, 1).code(), errc::invalid_argument);
+}
+
+// NVMe as a ring_pair layout (phase-tag CQ, CID in the SQE, SQ head in the
+// CQE) against the software NVMe queue model, across many laps, with faults.
+TEST(RingPairNvmeLayout, PhaseTagLayoutDeliversEachOnceWithBatchedDoorbells) {
+  using dkq::test::fake_doorbell;
+  using dkq::test::fake_nvme_device;
+  using rp_t = dkq::ring_pair<dkq::nvme_ring_layout, fake_doorbell, fake_doorbell, std::uint32_t>;
+  constexpr std::uint32_t entries = 16;
+  test_dma_buffer sq(64u * entries), cq(16u * entries);
+  fake_nvme_device dev(sq.region(), cq.region(), entries);
+  rp_t rp;
+  rp_t::config c;
+  c.sq_memory = sq.region();
+  c.sq_entries = entries;
+  c.sq_db = dev.sq_doorbell();
+  c.cq_memory = cq.region();
+  c.cq_entries = entries;
+  c.cq_db = dev.cq_doorbell();
+  ASSERT_TRUE(rp.init(c).ok());
+  EXPECT_EQ(rp.tags().capacity(), entries - 1);
+  std::vector<int> seen(2000, 0);
+  std::uint32_t next = 0, errors = 0;
+  dev.inject_duplicate(3);
+  for (int round = 0; round < 400 && next < 2000; ++round) {
+    for (int i = 0; i < 8 && next < 2000; ++i) {
+      std::uint8_t sqe[64] = {};
+      std::memcpy(sqe + 40, &next, 4);
+      if (!rp.submit(sqe, next).ok()) break;
+      ++next;
+    }
+    rp.flush();
+    dev.step();
+    rp.process_completions(
+        64, [&](std::uint32_t& v, const dkq::nvme_cqe& e) {
+          EXPECT_EQ(e.dw0, v);
+          ++seen[v];
+        },
+        [&](dkq::status, const dkq::nvme_cqe*) { ++errors; });
+  }
+  ASSERT_EQ(next, 2000u);
+  for (int v : seen) ASSERT_EQ(v, 1);
+  EXPECT_EQ(errors, 3u);  // the three duplicates, never delivered
+  EXPECT_EQ(rp.tags().in_flight(), 0u);
+  EXPECT_EQ(dev.sq_tail_reg.writes.load(), 250u);  // one SQ doorbell per batch of 8
 }
 
 }  // namespace

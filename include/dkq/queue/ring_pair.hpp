@@ -15,7 +15,12 @@
 //
 // A layout L says:
 //   L::sqe_size                      request entry size (power of two)
-//   L::sq_mode, L::cq_mode           index_mode of each ring
+//   L::sq_mode                       index_mode of the request ring
+//   L::cq_kind                       how new completions are found:
+//     cq_kind::producer_index          a device-written producer index word
+//                                      (L::cq_mode: its index_mode)
+//     cq_kind::phase                   a phase tag in each entry
+//                                      (L::cq_layout: a phase_cq_layout; NVMe)
 //   L::cqe_type                      the completion entry struct
 //   L::set_tag(void* sqe, uint16_t)  where the tag goes in a request
 //   L::tag_of(const cqe_type&)       where it comes back in a completion
@@ -48,15 +53,46 @@
 namespace dkq {
 
 enum class sq_head_report : std::uint8_t { index_word, in_completion, none };
+enum class cq_kind : std::uint8_t { producer_index, phase };
 
 template <class L>
 concept ring_layout = requires(void* sqe, std::uint16_t tag, const typename L::cqe_type& e) {
   { L::sqe_size } -> std::convertible_to<std::size_t>;
   { L::sq_mode } -> std::convertible_to<index_mode>;
-  { L::cq_mode } -> std::convertible_to<index_mode>;
+  { L::cq_kind } -> std::convertible_to<cq_kind>;
   { L::head } -> std::convertible_to<sq_head_report>;
   { L::set_tag(sqe, tag) } noexcept;
   { L::tag_of(e) } noexcept -> std::convertible_to<std::uint16_t>;
+};
+
+// The completion ring type a layout names.
+template <class L, class Db, cq_kind K = L::cq_kind>
+struct ring_cq;
+template <class L, class Db>
+struct ring_cq<L, Db, cq_kind::producer_index> {
+  using type = producer_index_cq<typename L::cqe_type, Db, L::cq_mode>;
+};
+template <class L, class Db>
+struct ring_cq<L, Db, cq_kind::phase> {
+  using type = phase_cq<typename L::cq_layout, Db>;
+};
+
+// NVMe as a ring_pair layout: 64-byte SQEs with the CID at bytes 2-3,
+// wrapped indices, a phase-tag CQ of nvme_cqe, SQ head in every completion.
+// (queue_pair<nvme_queue_layout, ...> is the same pairing, kept as the
+// NVMe example's benchmarked hot path.)
+struct nvme_ring_layout {
+  static constexpr std::size_t sqe_size = 64;
+  static constexpr index_mode sq_mode = index_mode::wrapped;
+  static constexpr dkq::cq_kind cq_kind = dkq::cq_kind::phase;
+  using cq_layout = nvme_cq_layout;
+  using cqe_type = nvme_cqe;
+  static constexpr sq_head_report head = sq_head_report::in_completion;
+  static void set_tag(void* sqe, std::uint16_t tag) noexcept {
+    std::memcpy(static_cast<std::uint8_t*>(sqe) + 2, &tag, sizeof tag);
+  }
+  static std::uint16_t tag_of(const nvme_cqe& e) noexcept { return e.cid; }
+  static std::uint32_t sq_head(const nvme_cqe& e) noexcept { return e.sq_head; }
 };
 
 template <ring_layout L, doorbell SqDb, doorbell CqDb, class Ctx>
@@ -65,7 +101,8 @@ class ring_pair {
   using layout = L;
   using cqe_type = typename L::cqe_type;
   using sq_type = submission_queue<L::sqe_size, SqDb, L::sq_mode>;
-  using cq_type = producer_index_cq<cqe_type, CqDb, L::cq_mode>;
+  using cq_type = typename ring_cq<L, CqDb>::type;
+  static constexpr bool phase_cq_kind = L::cq_kind == cq_kind::phase;
   using tags_type = tag_table<Ctx>;
 
   struct config {
@@ -74,7 +111,7 @@ class ring_pair {
     SqDb sq_db{};
     dma_region cq_memory{};
     std::uint32_t cq_entries = 0;
-    const std::uint32_t* cq_producer = nullptr;  // device-written
+    const std::uint32_t* cq_producer = nullptr;  // device-written (cq_kind::producer_index)
     CqDb cq_db{};                                // carries the consumer index
     const std::uint32_t* sq_head_word = nullptr;  // sq_head_report::index_word only
     std::uint32_t tags = 0;       // 0: as many as the request ring holds
@@ -91,7 +128,12 @@ class ring_pair {
       return {errc::invalid_argument, "this layout reports the request ring's head in a word: give sq_head_word"};
     DKQ_TRY(sq_.init(c.sq_memory, c.sq_entries, c.sq_db, c.policy, c.max_unrung));
     sq_.reset_indices(c.start_index);
-    DKQ_TRY(cq_.init(c.cq_memory, c.cq_entries, c.cq_producer, c.cq_db, c.start_index));
+    if constexpr (phase_cq_kind) {
+      if (c.start_index != 0) return {errc::invalid_argument, "a phase-tag ring starts at index 0"};
+      DKQ_TRY(cq_.init(c.cq_memory, c.cq_entries, c.cq_db));
+    } else {
+      DKQ_TRY(cq_.init(c.cq_memory, c.cq_entries, c.cq_producer, c.cq_db, c.start_index));
+    }
     std::uint32_t tags = c.tags;
     const std::uint32_t room = sq_capacity();
     if (tags == 0) tags = room < tags_type::max_tags - c.tag_base ? room : tags_type::max_tags - c.tag_base;
@@ -132,7 +174,7 @@ class ring_pair {
       const std::uint32_t h = load_acquire(head_word_);
       if (DKQ_UNLIKELY(!sq_.try_update_head(h))) on_error(sq_.update_head(h), static_cast<const cqe_type*>(nullptr));
     }
-    auto r = cq_.reap(budget, [&](const cqe_type& e) {
+    auto one = [&](const cqe_type& e) {
       if constexpr (L::head == sq_head_report::in_completion) {
         if (DKQ_UNLIKELY(!sq_.try_update_head(L::sq_head(e)))) on_error(sq_.update_head(L::sq_head(e)), &e);
       }
@@ -143,13 +185,20 @@ class ring_pair {
       } else {
         on_error(tags_.complete(tag).error(), &e);
       }
-    });
-    if (DKQ_UNLIKELY(!r)) {
-      on_error(r.error(), static_cast<const cqe_type*>(nullptr));
-      return 0;
+    };
+    std::uint32_t n;
+    if constexpr (phase_cq_kind) {
+      n = cq_.reap(budget, one);
+    } else {
+      auto r = cq_.reap(budget, one);
+      if (DKQ_UNLIKELY(!r)) {
+        on_error(r.error(), static_cast<const cqe_type*>(nullptr));
+        return 0;
+      }
+      n = *r;
     }
     sq_.flush();
-    return *r;
+    return n;
   }
 
   bool flush() noexcept { return sq_.flush(); }
@@ -165,7 +214,11 @@ class ring_pair {
   std::uint32_t reset(F&& f, std::uint32_t start = 0) noexcept {
     const std::uint32_t n = tags_.cancel_all(static_cast<F&&>(f));
     sq_.reset_indices(start);
-    cq_.reset(start);
+    if constexpr (phase_cq_kind) {
+      cq_.reset();
+    } else {
+      cq_.reset(start);
+    }
     start_ = start;
     return n;
   }
