@@ -712,6 +712,7 @@ class controller {
   // deadlines, then resume them - after the admin lock is released, so a
   // resumed coroutine may use the admin queue again. Returns how many resumed.
   std::uint32_t poll_admin() noexcept {
+    if (plat_ == nullptr) return 0;  // never initialised: nothing was posted
     std::uint32_t n;
     {
       spin_guard g(admin_lock_);
@@ -855,6 +856,7 @@ class controller {
         [&](status, const nvme_cqe&) { ++admin_protocol_errors_; });
   }
   status post_admin(const nvme::sqe& cmd, coro::completion<admin_completion>* w, std::uint32_t timeout_ms) noexcept {
+    if (plat_ == nullptr) return {errc::not_initialized, "controller is not initialised"};
     spin_guard g(admin_lock_);
     if (failed_) return failed_status();
     const std::uint32_t ms = timeout_ms ? timeout_ms : opt_.admin_timeout_ms;
