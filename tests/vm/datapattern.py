@@ -32,3 +32,18 @@ def background(tag):
             out += (b"%s %08d " % (tag, sector)).ljust(512, b"-")
         return bytes(out)
     return fill
+
+
+def check_images(r, disks, writes):
+    """Each disk image equals its background fill with every (disk, lba,
+    blocks, seed) write of `writes` laid over it, byte for byte; reports the
+    first differing byte through the run `r` otherwise."""
+    for d in disks:
+        want = bytearray(d.fill(0, d.size))
+        for (dd, lba, blocks, seed) in writes:
+            if dd is d:
+                want[lba * 512:(lba + blocks) * 512] = pattern(seed, lba * 512, blocks * 512)
+        got = r.disk(d.name)
+        if not r.check(got == bytes(want), f"{d.name}: image differs from the expected bytes"):
+            first = next(i for i in range(len(want)) if got[i] != want[i])
+            r.fail(f"{d.name}: first differing byte at offset {first} (sector {first // 512})")

@@ -31,7 +31,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from dkqvm import MEGARAID_MODULES, NVME_MODULES, Cpio, Scenario, log, main_guard  # noqa: E402
 
-from datapattern import MASK, background, mix, pattern  # noqa: E402,F401
+from datapattern import MASK, background, check_images, mix, pattern  # noqa: E402,F401
 
 
 class MegasasScenario(Scenario):
@@ -269,15 +269,7 @@ def main():
                 f" (mean {sum(v) / len(v):.2f})")
 
     # ---- the images: patterns where written, background everywhere else ----------------
-    for d in (d00, d01, d10, dthr, d20):
-        want = bytearray(d.fill(0, d.size))
-        for (dd, lba, blocks, seed) in writes:
-            if dd is d:
-                want[lba * 512:(lba + blocks) * 512] = pattern(seed, lba * 512, blocks * 512)
-        got = r.disk(d.name)
-        if not r.check(got == bytes(want), f"{d.name}: image differs from the expected bytes"):
-            first = next(i for i in range(len(want)) if got[i] != want[i])
-            r.fail(f"{d.name}: first differing byte at offset {first} (sector {first // 512})")
+    check_images(r, (d00, d01, d10, dthr, d20), writes)
     return r.finish()
 
 

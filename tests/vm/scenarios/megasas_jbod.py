@@ -24,7 +24,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from dkqvm import Scenario, log, main_guard  # noqa: E402
 
-from datapattern import background, pattern  # noqa: E402
+from datapattern import background, check_images, pattern  # noqa: E402
 
 
 def main():
@@ -103,15 +103,7 @@ def main():
     pr = r.program("sigterm")
     r.check(pr and "stopped by a signal" in pr.output, "perf did not report the signal")
 
-    for d in (d0, d1):
-        want = bytearray(d.fill(0, d.size))
-        for (dd, lba, blocks, seed) in writes:
-            if dd is d:
-                want[lba * 512:(lba + blocks) * 512] = pattern(seed, lba * 512, blocks * 512)
-        got = r.disk(d.name)
-        if not r.check(got == bytes(want), f"{d.name}: image differs from the expected bytes"):
-            first = next(i for i in range(len(want)) if got[i] != want[i])
-            r.fail(f"{d.name}: first differing byte at offset {first} (sector {first // 512})")
+    check_images(r, (d0, d1), writes)
     return r.finish()
 
 
