@@ -339,3 +339,33 @@ TEST(NvmeDextStop, RequestsUnfinishedAtStopCompleteOnceWithAnError) {
   r.run(5);
   EXPECT_EQ(r.done.count(5) + r.done.count(6), 0u);
 }
+
+// ublk's WRITE_ZEROES (the Linux serve shell): one Write Zeroes command,
+// completed on the device's answer, and the blocks read back as zeroes;
+// bad ranges are refused before a command is built.
+TEST(NvmeDextTranslation, WriteZeroesZeroesTheRangeOnTheDevice) {
+  rig r;
+  r.start();
+  ASSERT_TRUE(r.p.write_zeroes);
+  auto& disk = r.dev.disk_for(2);
+  std::memset(disk.data() + 20 * 4096, 0xab, 6 * 4096);
+  ASSERT_TRUE(r.t.write_zeroes(33, 21, 4).ok());
+  EXPECT_EQ(r.done.count(33), 0u);  // not completed locally
+  r.run();
+  ASSERT_EQ(r.done.count(33), 1u);
+  EXPECT_EQ(r.done[33].ret, dx::io_return::success);
+  EXPECT_EQ(r.done[33].kind, dx::request_kind::write_zeroes);
+  EXPECT_EQ(r.dev.write_zeroes, 1u);
+  for (std::size_t i = 0; i < 4 * 4096; ++i) ASSERT_EQ(disk[21 * 4096 + i], 0) << i;
+  EXPECT_EQ(disk[20 * 4096 + 4095], 0xab);  // neighbours untouched
+  EXPECT_EQ(disk[25 * 4096], 0xab);
+  EXPECT_EQ(r.t.write_zeroes(34, 1022, 4).code(), errc::out_of_range);
+  EXPECT_EQ(r.t.write_zeroes(34, 0, 0).code(), errc::invalid_argument);
+  EXPECT_EQ(r.t.write_zeroes(34, 0, 65537).code(), errc::invalid_argument);
+  EXPECT_EQ(r.dev.write_zeroes, 1u);
+  dx::device_params p = r.p;
+  p.write_zeroes = false;
+  translator_t t2;
+  ASSERT_TRUE(t2.init(r.q, 2, p).ok());
+  EXPECT_EQ(t2.write_zeroes(1, 0, 1).code(), errc::not_supported);
+}

@@ -99,6 +99,7 @@ struct device_params {
   std::uint32_t max_outstanding = 0;    // numOfOutstandingIOs
   std::uint32_t max_unmap_regions = 0;  // 0 = unmap not supported
   bool write_cache = false;             // VWC: the device has a volatile cache
+  bool write_zeroes = false;            // ONCS: Write Zeroes
 };
 
 // Parameters for namespace `ns` served by an I/O queue that holds
@@ -122,6 +123,7 @@ inline result<device_params> make_device_params(const controller_info& ci, const
   p.max_outstanding = queue_slots;
   p.max_unmap_regions = ci.dsm_supported() ? max_unmap_regions : 0;
   p.write_cache = ci.volatile_write_cache();
+  p.write_zeroes = ci.write_zeroes_supported();
   return p;
 }
 
@@ -142,7 +144,7 @@ struct unmap_range {
 
 // internal_flush: a Flush the driver sends on its own behalf (before
 // shutdown); it has no kernel request ID and is never reported to the kernel.
-enum class request_kind : std::uint8_t { read, write, synchronize, unmap, internal_flush };
+enum class request_kind : std::uint8_t { read, write, synchronize, unmap, internal_flush, write_zeroes };
 
 // One finished request: CompleteIO(request_id, bytes, ret) for read/write,
 // Complete(request_id, ret) for synchronize and unmap.
@@ -155,7 +157,7 @@ struct block_completion {
 };
 
 struct translator_counters {
-  std::uint64_t reads = 0, writes = 0, flushes = 0, unmaps = 0, unmap_commands = 0;
+  std::uint64_t reads = 0, writes = 0, flushes = 0, unmaps = 0, unmap_commands = 0, write_zeroes = 0;
   std::uint64_t completed = 0, failed = 0, refused = 0;
   std::uint64_t stale = 0;  // completions naming a retired slot (never delivered)
 };
@@ -244,6 +246,28 @@ class block_translator {
       return refuse(st);
     }
     ++c_.flushes;
+    return ok_status;
+  }
+
+  // Write Zeroes (the Linux shell's ublk WRITE_ZEROES; the dext API has no
+  // such call): the blocks read back as zeroes afterwards. DEAC is never set,
+  // so they also stay allocated, which is what ublk's NOUNMAP asks and
+  // harmless when it does not.
+  status write_zeroes(std::uint32_t request_id, std::uint64_t lba, std::uint64_t blocks) noexcept {
+    if (q_ == nullptr) return refuse({errc::not_initialized, "translator not initialised"});
+    if (!p_.write_zeroes) return refuse({errc::not_supported, "controller has no Write Zeroes (ONCS bit 3)"});
+    if (blocks == 0 || blocks > 65536)
+      return refuse({errc::invalid_argument, "write zeroes of 0 or more than 65536 blocks", blocks});
+    if (lba >= p_.num_blocks || p_.num_blocks - lba < blocks)
+      return refuse({errc::out_of_range, "write zeroes beyond the end of the namespace", lba});
+    auto s = take(request_id, 1, 0, request_kind::write_zeroes);
+    if (!s) return refuse(s.error());
+    status st = q_->write_zeroes(nsid_, lba, static_cast<std::uint32_t>(blocks), *s);
+    if (!st) {
+      put(static_cast<std::uint32_t>(*s));
+      return refuse(st);
+    }
+    ++c_.write_zeroes;
     return ok_status;
   }
 

@@ -36,7 +36,9 @@
 
 #include "../../common/format.hpp"
 #include "../../common/pattern.hpp"
+#include "../../common/ublk_server.hpp"
 #include "../driver/controller.hpp"
+#include "../driverkit/block_translation.hpp"
 #include "dkq/coro/completion.hpp"
 #include "dkq/coro/task.hpp"
 #include "dkq/dispatch/dispatcher.hpp"
@@ -73,6 +75,10 @@ struct args {
   int read_pct = 100;
   bool seq = false, irq = false, hybrid = false, batch = true, json = false, trace_expect = false, reread = false;
   std::uint32_t spin_polls = 64;
+  // serve
+  bool all_ns = false, recoverable = false, poll_mode = false;
+  std::int32_t recover_id = -1;
+  std::uint32_t queues = 1, depth = 64, max_io_kib = 512;
   double seconds = 5;
   std::uint64_t ios = 0;
   drv::options opt;
@@ -92,6 +98,8 @@ struct args {
                "       dkq-nvme reset  <bdf> --ns N [--qd Q]   (controller reset with reads in flight)\n"
                "       dkq-nvme perf   <bdf> --ns N [--bs B] [--qd Q] [--rw read|write|PCT] [--seq]\n"
                "                       [--threads T] [--irq | --hybrid [--spin N]] [--no-batch] [--time S | --ios N] [--json]\n"
+               "       dkq-nvme serve  <bdf> [--ns N|all] [--queues Q] [--depth D] [--max-io KiB] [--poll|--hybrid]\n"
+               "                       [--recoverable | --recover ID] [--json]   (each namespace as /dev/ublkbN)\n"
                "common: --shadow auto|on|strict|off  --no-sgl  --sgl-threshold B  --timeout-ms MS  --trace-expect\n");
   std::exit(2);
 }
@@ -126,7 +134,15 @@ args parse(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (o == "--ns") a.ns = static_cast<std::uint32_t>(parse_u64(val(), "--ns"));
+    if (o == "--ns") {
+      const char* v = val();
+      if (std::string_view(v) == "all") a.all_ns = true;
+      else a.ns = static_cast<std::uint32_t>(parse_u64(v, "--ns"));
+    } else if (o == "--queues") a.queues = static_cast<std::uint32_t>(parse_u64(val(), "--queues"));
+    else if (o == "--depth") a.depth = static_cast<std::uint32_t>(parse_u64(val(), "--depth"));
+    else if (o == "--max-io") a.max_io_kib = static_cast<std::uint32_t>(parse_u64(val(), "--max-io"));
+    else if (o == "--recoverable") a.recoverable = true;
+    else if (o == "--recover") a.recover_id = static_cast<std::int32_t>(parse_u64(val(), "--recover"));
     else if (o == "--lba") a.lba = parse_u64(val(), "--lba");
     else if (o == "--blocks") { a.blocks = parse_u64(val(), "--blocks"); a.blocks_given = true; }
     else if (o == "--in") a.in = val();
@@ -145,7 +161,7 @@ args parse(int argc, char** argv) {
     else if (o == "--irq") a.irq = true;
     else if (o == "--hybrid") a.irq = a.hybrid = true;
     else if (o == "--spin") a.spin_polls = static_cast<std::uint32_t>(parse_u64(val(), "--spin"));
-    else if (o == "--poll") a.irq = a.hybrid = false;
+    else if (o == "--poll") { a.irq = a.hybrid = false; a.poll_mode = true; }
     else if (o == "--no-batch") a.batch = false;
     else if (o == "--batch") a.batch = true;
     else if (o == "--time") a.seconds = std::atof(val());
@@ -173,6 +189,14 @@ args parse(int argc, char** argv) {
   if (a.qd == 0 || a.qd > 1023) usage("--qd must be 1..1023");
   if (a.threads == 0 || a.threads > 16) usage("--threads must be 1..16");
   a.opt.max_io_queues = a.threads;
+  if (a.cmd == "serve") {
+    if (a.queues == 0 || a.queues > 16) usage("--queues must be 1..16");
+    if (a.depth == 0 || a.depth > 1023) usage("--depth must be 1..1023");
+    if (a.max_io_kib < 4 || a.max_io_kib > 4096 || (a.max_io_kib & (a.max_io_kib - 1)) != 0)
+      usage("--max-io must be a power of two, 4..4096 KiB");
+    if (a.recoverable && a.recover_id >= 0) usage("--recoverable and --recover exclude each other");
+    a.opt.max_io_queues = a.queues * (a.all_ns ? 16 : 1);
+  }
   return a;
 }
 
@@ -1046,13 +1070,203 @@ int cmd_perf(session& s, const args& a) {
   return 0;
 }
 
+// ---- serve: namespaces as Linux block devices (ublk) ------------------------------------
+// The request -> command translation is the dext's (driverkit/
+// block_translation.hpp, portable and unit-tested): ublk tag = request ID,
+// the tag's DMA-mapped buffer = the data segment. docs/ublk.md.
+
+namespace ublk = dkq::ublk;
+namespace dx = dkq::nvme_driver::dext;
+
+struct nvme_ublk_backend {
+  session* s = nullptr;
+  queue_t* q = nullptr;
+  const drv::namespace_info* ns = nullptr;
+  dx::block_translator<queue_t, 1024> tr;
+  int efd = -1;
+  std::uint32_t spb = 1;         // 512-byte sectors per logical block
+  bool may_reset = false;        // only when this is the controller's only I/O queue
+  bool flush_done = false;
+  status flush_status{};
+  std::uint64_t errors_logged = 0;
+
+  status start(std::uint16_t tag, const ublk::block_request& r, const ublk::io_buffer& b) noexcept {
+    using ublk::block_op;
+    if (r.op == block_op::flush) return tr.synchronize(tag);
+    if (r.sectors == 0 || r.sector % spb != 0 || r.sectors % spb != 0)
+      return {errc::invalid_argument, "request not aligned to the namespace's logical block", r.sector};
+    const std::uint64_t lba = r.sector / spb, blocks = r.sectors / spb;
+    switch (r.op) {
+      case block_op::read:
+      case block_op::write: {
+        dx::rw_request rw;
+        rw.is_read = r.op == block_op::read;
+        rw.request_id = tag;
+        rw.dma_addr = b.iova;
+        rw.size = r.bytes();
+        rw.lba = lba;
+        rw.blocks = blocks;
+        rw.fua = r.fua;
+        return tr.read_write(rw);
+      }
+      case block_op::discard: {
+        const dx::unmap_range u{lba, blocks};
+        return tr.unmap(tag, std::span<const dx::unmap_range>(&u, 1));
+      }
+      case block_op::write_zeroes: return tr.write_zeroes(tag, lba, blocks);
+      default: return {errc::not_supported, "operation not served"};
+    }
+  }
+  void ring() noexcept { tr.ring(); }
+  template <class F>
+  void deliver(const dx::block_completion& c, F& done) noexcept {
+    if (c.kind == dx::request_kind::internal_flush) {
+      flush_done = true;
+      flush_status = c.st;
+      return;
+    }
+    if (!c.st.ok() && errors_logged++ < 16)
+      std::fprintf(stderr, "dkq-nvme: serve: ns %u tag %u: %s [%s, 0x%" PRIx64 "]\n", ns->nsid, c.request_id,
+                   c.st.message(), dkq::errc_name(c.st.code()), c.st.detail());
+    done(static_cast<std::uint16_t>(c.request_id), c.st.ok() ? static_cast<std::int32_t>(c.bytes) : ublk::to_errno(c.st));
+  }
+  template <class F>
+  std::uint32_t poll(F&& done) noexcept {
+    return tr.poll(256, [&](const dx::block_completion& c) { deliver(c, done); });
+  }
+  // Timeouts (abort), then a controller reset when the queue or the
+  // controller needs one; a failed reset (or one the design cannot do
+  // safely with other queue threads running) ends every request with an error.
+  template <class F>
+  std::uint32_t housekeeping(F&& done) noexcept {
+    auto d = [&](const dx::block_completion& c) { deliver(c, done); };
+    std::uint32_t n = tr.check_timeouts(d);
+    const status h = s->ctrl->health();
+    if (!q->needs_reset() && h.ok()) return n;
+    if (may_reset && !s->ctrl->failed()) {
+      std::fprintf(stderr, "dkq-nvme: serve: %s; resetting the controller\n",
+                   !h.ok() ? h.message() : q->protocol_errors() ? q->last_protocol_error() : "a command did not complete after an abort");
+      if (s->ctrl->reset_and_recover().ok()) return n;
+    }
+    n += tr.poll(q->depth(), d);
+    n += tr.fail_all({errc::device_error, "controller failed; request ended"}, d);
+    return n;
+  }
+  std::uint32_t in_flight() const noexcept { return tr.in_flight(); }
+  int irq_fd() const noexcept { return efd; }
+
+  status final_flush() noexcept {
+    if (s->ctrl->failed()) return s->ctrl->failed_status();
+    flush_done = false;
+    DKQ_TRY(tr.flush_internal());
+    tr.ring();
+    const std::uint64_t deadline = s->plat->now_ns() + 30'000'000'000ull;
+    auto ignore = [](std::uint16_t, std::int32_t) {};
+    while (!flush_done && s->plat->now_ns() < deadline) {
+      if (poll(ignore) == 0) {
+        housekeeping(ignore);
+        vfio::monotonic_clock::sleep_us(100);
+      }
+    }
+    if (!flush_done) return {errc::timeout, "device flush did not complete in 30 s"};
+    return flush_status;
+  }
+};
+
+int cmd_serve(session& s, const args& a) {
+  std::vector<const drv::namespace_info*> nss;
+  if (a.all_ns) {
+    for (std::uint32_t i = 0; i < s.ctrl->namespace_count(); ++i) {
+      const drv::namespace_info* n = s.ctrl->ns(i);
+      if (n->usable) nss.push_back(n);
+      else std::fprintf(stderr, "dkq-nvme: serve: namespace %u skipped: %s\n", n->nsid, n->why_not);
+    }
+    if (nss.empty()) {
+      std::fprintf(stderr, "dkq-nvme: serve: no usable namespace on %s\n", a.bdf.c_str());
+      return 1;
+    }
+  } else {
+    const drv::namespace_info* n = pick_ns(s, a.ns);
+    if (!n) return 1;
+    nss.push_back(n);
+  }
+  const bool irq = !a.poll_mode;
+  const std::uint32_t nq = static_cast<std::uint32_t>(nss.size()) * a.queues;
+  if (add_queues(s, nq, std::min<std::uint32_t>(a.depth + 1, s.ctrl->cap().mqes + 1), irq, true)) return 1;
+  std::vector<std::unique_ptr<nvme_ublk_backend>> bes;
+  std::vector<dma_buf> bufs(nq);
+  using disk_t = dkq_examples::ublk_server::disk<nvme_ublk_backend>;
+  std::vector<disk_t> disks;
+  std::uint32_t qi = 0;
+  for (const drv::namespace_info* n : nss) {
+    disk_t dk;
+    dk.what = "namespace " + std::to_string(n->nsid) + " of " + a.bdf;
+    const std::uint32_t depth = std::min<std::uint32_t>(a.depth, s.queues[qi]->depth());
+    dk.depth = static_cast<std::uint16_t>(depth);
+    auto p = dx::make_device_params(s.ctrl->info(), *n, s.queues[qi]->max_transfer(), depth);
+    if (!p) return fail(("namespace " + std::to_string(n->nsid)).c_str(), p.error());
+    const std::uint64_t max_io = std::min<std::uint64_t>(p->max_io_bytes, std::uint64_t{a.max_io_kib} << 10);
+    if (max_io < n->block_size) {
+      std::fprintf(stderr, "dkq-nvme: serve: --max-io %u KiB is below the %u-byte block\n", a.max_io_kib, n->block_size);
+      return 1;
+    }
+    auto& l = dk.limits;
+    l.logical_block = n->block_size;
+    l.physical_block = n->block_size;
+    l.sectors = n->nsze * (n->block_size / 512);
+    l.max_io_bytes = static_cast<std::uint32_t>(max_io - max_io % n->block_size);
+    l.volatile_cache = p->write_cache;
+    l.fua = p->write_cache;
+    // One Dataset Management range per discard, at most 2^32-1 blocks: the
+    // kernel splits larger ones. Capped to keep each command's work bounded.
+    if (p->max_unmap_regions != 0)
+      l.max_discard_sectors = static_cast<std::uint32_t>(std::min<std::uint64_t>(std::uint64_t{1} << 22, l.sectors));
+    if (p->write_zeroes) l.max_write_zeroes_sectors = static_cast<std::uint32_t>(std::uint64_t{65536} * n->block_size / 512);
+    for (std::uint32_t k = 0; k < a.queues; ++k, ++qi) {
+      auto be = std::make_unique<nvme_ublk_backend>();
+      be->s = &s;
+      be->q = s.queues[qi].get();
+      be->ns = n;
+      be->spb = n->block_size / 512;
+      be->efd = irq ? s.dev.irq().eventfd(be->q->vector()) : -1;
+      be->may_reset = nq == 1;
+      if (status st = be->tr.init(*be->q, n->nsid, [&] {
+            auto pp = *p;
+            pp.max_io_bytes = l.max_io_bytes;
+            return pp;
+          }()); !st.ok())
+        return fail("translator", st);
+      if (alloc_buf(s, bufs[qi], std::uint64_t{depth} * l.max_io_bytes)) return 1;
+      std::vector<ublk::io_buffer> tb(depth);
+      for (std::uint32_t t = 0; t < depth; ++t)
+        tb[t] = {bufs[qi].r.cpu_at(std::size_t{t} * l.max_io_bytes), bufs[qi].r.device_at(std::size_t{t} * l.max_io_bytes).value(),
+                 l.max_io_bytes};
+      dk.buffers.push_back(std::move(tb));
+      dk.queues.push_back(be.get());
+      bes.push_back(std::move(be));
+    }
+    disks.push_back(std::move(dk));
+  }
+  dkq_examples::ublk_server::options o;
+  o.mode = a.poll_mode ? ublk::wait_mode::poll : a.hybrid ? ublk::wait_mode::hybrid : ublk::wait_mode::interrupt;
+  o.json = a.json;
+  o.recoverable = a.recoverable;
+  o.recover_id = a.recover_id;
+  o.prog = "dkq-nvme";
+  const int rc = dkq_examples::ublk_server::serve(disks, o);
+  // Every Flush posted (the kernel's and the final one) reached the device:
+  // the VM test compares this with QEMU's pci_nvme_flush_ns count.
+  for (auto& be : bes) g_flushes += be->tr.counters().flushes;
+  return rc;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   args a = parse(argc, argv);
   if (a.cmd == "list") return cmd_list();
   if (a.cmd != "identify" && a.cmd != "read" && a.cmd != "write" && a.cmd != "flush" && a.cmd != "verify" &&
-      a.cmd != "perf" && a.cmd != "zeroes" && a.cmd != "trim" && a.cmd != "reset")
+      a.cmd != "perf" && a.cmd != "zeroes" && a.cmd != "trim" && a.cmd != "reset" && a.cmd != "serve")
     usage(("unknown command " + a.cmd).c_str());
   // SIGINT/SIGTERM end loops; main then shuts the controller down (CC.SHN).
   struct sigaction sa {};
@@ -1060,6 +1274,8 @@ int main(int argc, char** argv) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  // serve: a kernel without ublk is told before the controller is touched.
+  if (a.cmd == "serve" && dkq_examples::ublk_server::check_kernel("dkq-nvme") != 0) return 1;
   session s;
   if (int rc = open_session(s, a)) return rc;
   int rc = 0;
@@ -1069,6 +1285,7 @@ int main(int argc, char** argv) {
   else if (a.cmd == "verify") rc = cmd_verify(s, a);
   else if (a.cmd == "perf") rc = cmd_perf(s, a);
   else if (a.cmd == "reset") rc = cmd_reset(s, a);
+  else if (a.cmd == "serve") rc = cmd_serve(s, a);
   else rc = cmd_simple(s, a);
   const bool clean = s.close();
   if (g_stop)
