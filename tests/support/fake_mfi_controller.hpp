@@ -162,6 +162,7 @@ class fake_mfi_controller {
   struct counters_t {
     std::uint64_t frames = 0, inits = 0, dcmds = 0, cache_flushes = 0, shutdowns = 0;
     std::uint64_t sync10 = 0, sync16 = 0, reads = 0, writes = 0, aborts = 0, resets = 0;
+    std::uint64_t fua_writes = 0, unmaps = 0, write_sames = 0;
     std::uint64_t sgl32_frames = 0, sgl64_frames = 0, max_sge_seen = 0, highest_sge_addr = 0;
     std::uint64_t irqs = 0, completions = 0, inquiries = 0;
     std::uint64_t error_good = 0;     // DONE_WITH_ERROR + GOOD answers given (error_good_next)
@@ -683,7 +684,29 @@ class fake_mfi_controller {
         if (lba + n > d->blocks()) return check(scsi::sense_key::illegal_request, 0x21);
         if (std::uint64_t{n} * d->block_size != h.data_len) err("READ/WRITE length differs from data_len");
         (wr ? c.writes : c.reads)++;
+        if (wr && (cdb[1] & 0x08) != 0) ++c.fua_writes;
         if (!move(s, d->data.data() + lba * d->block_size, h.data_len, !wr)) return mfi::stat::scsi_io_failed;
+        return mfi::stat::ok;
+      }
+      case scsi::op::unmap: {  // one descriptor is all the model takes
+        std::uint8_t pl[24] = {};
+        if (h.data_len != sizeof pl || !move(s, pl, sizeof pl, false)) return check(scsi::sense_key::illegal_request, 0x26);
+        const std::uint64_t lba = scsi::get_be64(pl + 8);
+        const std::uint32_t n = scsi::get_be32(pl + 16);
+        if (scsi::get_be16(pl + 2) != 16 || lba + n > d->blocks()) return check(scsi::sense_key::illegal_request, 0x21);
+        std::memset(d->data.data() + lba * d->block_size, 0, std::uint64_t{n} * d->block_size);  // reads as zeroes
+        ++c.unmaps;
+        return mfi::stat::ok;
+      }
+      case scsi::op::write_same_16: {
+        const std::uint64_t lba = scsi::get_be64(cdb + 2);
+        const std::uint32_t n = scsi::get_be32(cdb + 10);
+        if (n == 0 || lba + n > d->blocks()) return check(scsi::sense_key::illegal_request, 0x21);
+        if (h.data_len != d->block_size) err("WRITE SAME data is not one block");
+        std::vector<std::uint8_t> blk(d->block_size);
+        if (!move(s, blk.data(), blk.size(), false)) return mfi::stat::scsi_io_failed;
+        for (std::uint32_t i = 0; i < n; ++i) std::memcpy(d->data.data() + (lba + i) * d->block_size, blk.data(), blk.size());
+        ++c.write_sames;
         return mfi::stat::ok;
       }
       default: return check(scsi::sense_key::illegal_request, 0x20);

@@ -26,7 +26,9 @@
 //
 // The driver core (../driver) does the MegaRAID work; this file is the shell:
 // arguments, buffers, output. It may use the OS freely; the core may not.
+#include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -35,12 +37,16 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../../common/format.hpp"
 #include "../../common/pattern.hpp"
+#include "../../common/ublk_server.hpp"
+#include "../driver/block_translation.hpp"
 #include "../driver/megaraid.hpp"
 #include "dkq/coro/completion.hpp"
 #include "dkq/coro/task.hpp"
@@ -70,6 +76,8 @@ struct args {
   int vpd = -1;
   bool seq = false, json = false, pass = false, cdb16 = false, force32 = false, no_sync = false, pd = false;
   bool allow_errors = false;
+  bool recoverable = false;
+  std::int32_t recover_id = -1;
   double secs = 5;
   std::string out;
   dkq::completion_mode mode = dkq::completion_mode::hybrid;
@@ -90,6 +98,8 @@ struct args {
                "       dkq-scsi verify   <bdf> [--target T|all] --lba L --blocks C [--seed S] [--qd Q] [--bs B] [--pd]\n"
                "       dkq-scsi perf     <bdf> --target T [--bs B] [--qd Q] [--rw read|write|PCT] [--seq] [--pd]\n"
                "                         [--time S | --ios N] [--json]\n"
+               "       dkq-scsi serve    <bdf> [--target T|all] [--qd DEPTH] [--bs MAX-IO] [--poll] [--recoverable | --recover ID]\n"
+               "                         [--json]   (each logical drive as /dev/ublkbN)\n"
                "targets: logical drives; with --pd physical drives (SYSTEM/JBOD drives for data and sync)\n"
                "common: --pass --cdb16 --force-32bit --poll|--irq|--hybrid --qdepth N --timeout-ms MS\n"
                "        --abort-grace-ms MS --allow-errors (perf)\n");
@@ -133,6 +143,8 @@ args parse(int argc, char** argv) {
     else if (o == "--no-sync") a.no_sync = true;
     else if (o == "--pd") a.pd = true;
     else if (o == "--allow-errors") a.allow_errors = true;
+    else if (o == "--recoverable") a.recoverable = true;
+    else if (o == "--recover") a.recover_id = static_cast<std::int32_t>(num());
     else if (o == "--poll") a.irq = false;
     else if (o == "--irq") a.mode = dkq::completion_mode::interrupt;
     else if (o == "--hybrid") a.mode = dkq::completion_mode::hybrid;
@@ -821,13 +833,260 @@ int cmd_perf(session& s, const args& a) {
   return errors && !a.allow_errors ? 1 : 0;
 }
 
+// ---- serve: logical drives as Linux block devices (ublk) --------------------------------
+// The MegaRAID core is driven by one thread at a time (megaraid.hpp), and one
+// reply queue carries every drive's completions. So the controller has one
+// pump thread that waits for its MSI-X interrupt (or polls), reaps under the
+// controller lock and hands each completion to the ublk queue of its drive
+// through that queue's mailbox and eventfd; the queues post frames under the
+// same lock. Requests -> frames: driver/block_translation.hpp. docs/ublk.md.
+
+namespace ublk = dkq::ublk;
+
+struct scsi_ublk_backend;
+
+struct scsi_pump {
+  session* s = nullptr;
+  std::mutex mu;  // the controller
+  std::atomic<bool> stop{false};
+  int msix = -1;  // -1: polled
+  std::vector<scsi_ublk_backend*> backends;
+  std::thread t;
+  void run();
+};
+
+struct scsi_tag {
+  scsi_ublk_backend* be = nullptr;
+  std::uint16_t tag = 0;
+  std::uint32_t bytes = 0;
+};
+
+struct scsi_ublk_backend {
+  scsi_pump* pump = nullptr;
+  std::uint8_t target = 0;
+  mr::block_limits lim{};
+  std::uint32_t spb = 1;
+  int nfd = -1;  // the pump's "your completions are in the mailbox"
+  std::vector<scsi_tag> tags;
+  std::mutex mbx_mu;
+  std::vector<std::pair<std::uint16_t, std::int32_t>> mbx, local;
+  bool pending_notify = false;  // under pump->mu
+  std::atomic<std::uint32_t> inflight{0};
+  std::atomic<std::uint64_t> errors_logged{0};
+  static constexpr std::uint16_t flush_tag = 0xffff;
+  scsi_tag flush_ctx;
+
+  static void on_done(void* u, const mr::completion& c) noexcept {
+    auto* t = static_cast<scsi_tag*>(u);
+    scsi_ublk_backend* be = t->be;
+    if (!c.st.ok() && be->errors_logged.fetch_add(1) < 16) {
+      char sense[160] = "";
+      if (c.sense_valid) dkq::scsi::describe(c.sense, sense, sizeof sense);
+      std::fprintf(stderr, "dkq-scsi: serve: target %u tag %u: %s [%s]; MFI status 0x%02x, SCSI status 0x%02x%s%s\n",
+                   be->target, t->tag, c.st.message(), dkq::errc_name(c.st.code()), c.mfi_status, c.scsi_status,
+                   c.sense_valid ? "; sense: " : "", sense);
+    }
+    const std::int32_t res = c.st.ok() ? static_cast<std::int32_t>(t->bytes) : ublk::to_errno(c.st);
+    std::lock_guard<std::mutex> g(be->mbx_mu);
+    be->mbx.push_back({t->tag, res});
+    be->pending_notify = true;
+  }
+
+  status start(std::uint16_t tag, const ublk::block_request& r, const ublk::io_buffer& b) noexcept {
+    using ublk::block_op;
+    mr::block_kind k;
+    switch (r.op) {
+      case block_op::read: k = mr::block_kind::read; break;
+      case block_op::write: k = mr::block_kind::write; break;
+      case block_op::flush: k = mr::block_kind::flush; break;
+      case block_op::discard: k = mr::block_kind::discard; break;
+      case block_op::write_zeroes: k = mr::block_kind::write_zeroes; break;
+      default: return {errc::not_supported, "operation not served"};
+    }
+    if (k != mr::block_kind::flush && (r.sectors == 0 || r.sector % spb != 0 || r.sectors % spb != 0))
+      return {errc::invalid_argument, "request not aligned to the drive's logical block", r.sector};
+    const dma_region buf{b.cpu, dkq::dev_addr{b.iova}, b.bytes};
+    auto req = mr::build_block_request(target, lim, k, r.sector / spb, r.sectors / spb, r.fua, buf);
+    if (!req) return req.error();
+    scsi_tag& t = tags[tag];
+    t.bytes = (k == mr::block_kind::read || k == mr::block_kind::write) ? static_cast<std::uint32_t>(r.bytes()) : 0;
+    req->done = &on_done;
+    req->user = &t;
+    std::lock_guard<std::mutex> g(pump->mu);
+    status st = pump->s->ctrl->submit(*req);
+    if (st.ok()) inflight.fetch_add(1, std::memory_order_relaxed);
+    return st;
+  }
+  void ring() noexcept {}  // MFI posts each frame as it is built (one inbound-queue write per frame)
+  template <class F>
+  std::uint32_t poll(F&& done) noexcept {
+    {
+      std::lock_guard<std::mutex> g(mbx_mu);
+      local.swap(mbx);
+    }
+    std::uint32_t n = 0;
+    for (auto [tag, res] : local) {
+      inflight.fetch_sub(1, std::memory_order_relaxed);
+      if (tag == flush_tag) {
+        flush_res = res;
+        flush_done = true;
+        continue;
+      }
+      done(tag, res);
+      ++n;
+    }
+    local.clear();
+    return n;
+  }
+  template <class F>
+  std::uint32_t housekeeping(F&&) noexcept { return 0; }  // timeouts: the pump's ctrl->poll()
+  std::uint32_t in_flight() const noexcept { return inflight.load(std::memory_order_relaxed); }
+  int irq_fd() const noexcept { return nfd; }
+
+  std::int32_t flush_res = 0;
+  bool flush_done = false;
+  status final_flush() noexcept {
+    flush_done = false;
+    flush_ctx = {this, flush_tag, 0};
+    auto req = mr::build_block_request(target, lim, mr::block_kind::flush, 0, 0, false, {});
+    if (!req) return req.error();
+    req->done = &on_done;
+    req->user = &flush_ctx;
+    {
+      std::lock_guard<std::mutex> g(pump->mu);
+      DKQ_TRY(pump->s->ctrl->submit(*req));
+    }
+    inflight.fetch_add(1, std::memory_order_relaxed);
+    const std::uint64_t deadline = now_ns() + 60'000'000'000ull;
+    auto ignore = [](std::uint16_t, std::int32_t) {};
+    while (!flush_done && now_ns() < deadline) {
+      if (poll(ignore) == 0) ::usleep(200);
+    }
+    if (!flush_done) return {errc::timeout, "SYNCHRONIZE CACHE did not complete in 60 s"};
+    return flush_res == 0 ? dkq::ok_status : status{errc::device_error, "SYNCHRONIZE CACHE failed", static_cast<std::uint64_t>(-flush_res)};
+  }
+};
+
+void scsi_pump::run() {
+  while (!stop.load(std::memory_order_acquire)) {
+    if (msix >= 0) {
+      pollfd p{msix, POLLIN, 0};
+      if (::poll(&p, 1, 20) > 0) {
+        std::uint64_t n;
+        (void)!::read(msix, &n, sizeof n);
+      }
+    } else {
+      ::usleep(20);
+    }
+    {
+      std::lock_guard<std::mutex> g(mu);
+      s->ctrl->poll(256);  // replies, then the timeout scan
+    }
+    for (scsi_ublk_backend* be : backends) {
+      bool notify;
+      {
+        std::lock_guard<std::mutex> g(be->mbx_mu);
+        notify = be->pending_notify;
+        be->pending_notify = false;
+      }
+      if (notify) {
+        std::uint64_t one = 1;
+        (void)!::write(be->nfd, &one, sizeof one);
+      }
+    }
+  }
+}
+
+int cmd_serve(session& s, const args& a) {
+  std::vector<std::uint8_t> ts;
+  if (!resolve_targets(*s.ctrl, a, target_use::data, true, "serve", ts)) return 1;
+  if (a.pd) {
+    std::fprintf(stderr, "dkq-scsi: serve: physical (JBOD) drives are not served yet; serve logical drives\n");
+    return 1;
+  }
+  const auto& ci = s.ctrl->info();
+  const std::uint32_t ctrl_depth = ci.queue_depth;
+  std::uint32_t depth = std::min<std::uint32_t>(a.qd == 32 ? 64 : a.qd, ctrl_depth / static_cast<std::uint32_t>(ts.size()));
+  if (depth == 0) {
+    std::fprintf(stderr, "dkq-scsi: serve: controller queue depth %u is too small for %zu drives\n", ctrl_depth, ts.size());
+    return 1;
+  }
+  const std::uint32_t max_io_cap = a.bs != 0 ? a.bs : 512u << 10;
+  scsi_pump pump;
+  pump.s = &s;
+  pump.msix = ci.vectors != 0 ? s.dev->irq().eventfd(0) : -1;
+  std::vector<std::unique_ptr<scsi_ublk_backend>> bes;
+  using disk_t = dkq_examples::ublk_server::disk<scsi_ublk_backend>;
+  std::vector<disk_t> disks;
+  for (std::uint8_t t : ts) {
+    auto cap = s.ctrl->read_capacity(t);
+    if (!cap) return fail("serve: READ CAPACITY", cap.error());
+    std::uint8_t b0[64] = {}, b2[8] = {};
+    auto n0 = s.ctrl->vpd(t, 0xb0, b0);
+    auto n2 = s.ctrl->vpd(t, 0xb2, b2);
+    auto lim = mr::make_block_limits(cap->block_size, cap->blocks, std::min(ci.max_transfer, max_io_cap),
+                                     std::span<const std::uint8_t>(b0, n0 ? *n0 : 0),
+                                     std::span<const std::uint8_t>(b2, n2 ? *n2 : 0));
+    if (!lim) return fail("serve: drive limits", lim.error());
+    if (lim->block_size > 4096) {
+      std::fprintf(stderr, "dkq-scsi: serve: target %u has %u-byte blocks; ublk serves 512..4096\n", t, lim->block_size);
+      return 1;
+    }
+    disk_t dk;
+    dk.what = "logical drive " + std::to_string(t) + " of " + a.bdfs[0];
+    dk.depth = static_cast<std::uint16_t>(depth);
+    auto& l = dk.limits;
+    l.logical_block = l.physical_block = lim->block_size;
+    l.sectors = lim->blocks * (lim->block_size / 512);
+    l.max_io_bytes = lim->max_transfer;
+    l.volatile_cache = true;  // the LD may cache writes (QEMU's scsi-hd: WCE); flushes always go out
+    l.fua = true;
+    l.max_discard_sectors = static_cast<std::uint32_t>(std::min<std::uint64_t>(std::uint64_t{lim->max_unmap_blocks} * (lim->block_size / 512), 0xffffffffu));
+    l.max_write_zeroes_sectors = static_cast<std::uint32_t>(std::min<std::uint64_t>(std::uint64_t{lim->max_write_same_blocks} * (lim->block_size / 512), 0xffffffffu));
+    auto be = std::make_unique<scsi_ublk_backend>();
+    be->pump = &pump;
+    be->target = t;
+    be->lim = *lim;
+    be->spb = lim->block_size / 512;
+    be->nfd = ::eventfd(0, EFD_CLOEXEC);
+    be->tags.resize(depth);
+    for (std::uint16_t i = 0; i < depth; ++i) be->tags[i] = {be.get(), i, 0};
+    dma_region buf = s.buffer(std::size_t{depth} * l.max_io_bytes, false);
+    std::vector<ublk::io_buffer> tb(depth);
+    for (std::uint32_t i = 0; i < depth; ++i)
+      tb[i] = {buf.cpu_at(std::size_t{i} * l.max_io_bytes), buf.device_at(std::size_t{i} * l.max_io_bytes).value(),
+               l.max_io_bytes};
+    dk.buffers.push_back(std::move(tb));
+    dk.queues.push_back(be.get());
+    pump.backends.push_back(be.get());
+    bes.push_back(std::move(be));
+    disks.push_back(std::move(dk));
+  }
+  const std::uint64_t sync_before = s.ctrl->stats().sync_cache_sent;
+  pump.t = std::thread([&] { pump.run(); });
+  dkq_examples::ublk_server::options o;
+  o.mode = ublk::wait_mode::interrupt;  // the queues wait on their mailbox eventfd; the pump polls or takes MSI-X
+  o.json = a.json;
+  o.recoverable = a.recoverable;
+  o.recover_id = a.recover_id;
+  o.prog = "dkq-scsi";
+  const int rc = dkq_examples::ublk_server::serve(disks, o);
+  pump.stop.store(true, std::memory_order_release);
+  pump.t.join();
+  for (auto& be : bes) ::close(be->nfd);
+  // What the VM test compares with QEMU's scsi_req_parsed count of
+  // SYNCHRONIZE CACHE (10): every one this serve sent.
+  std::printf("@@SCSI-SERVE-SYNC sync_cache=%" PRIu64 "\n", s.ctrl->stats().sync_cache_sent - sync_before);
+  return rc;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   args a = parse(argc, argv);
   if (a.cmd == "list") return cmd_list(a);
   if (a.cmd != "inquiry" && a.cmd != "capacity" && a.cmd != "read" && a.cmd != "write" && a.cmd != "sync" &&
-      a.cmd != "verify" && a.cmd != "perf")
+      a.cmd != "verify" && a.cmd != "perf" && a.cmd != "serve")
     usage(("unknown command " + a.cmd).c_str());
   if (a.bdfs.size() != 1) usage("give exactly one controller address");
   struct sigaction sa {};
@@ -847,6 +1106,12 @@ int main(int argc, char** argv) {
                  driver_max, a.cmd == "read" || a.cmd == "write" ? " (use verify for large ranges)" : "");
     return fail(a.cmd.c_str(), {errc::invalid_argument, "transfer above the driver's per-command limit", driver_max});
   }
+  if (a.cmd == "serve") {
+    if (a.recoverable && a.recover_id >= 0) usage("--recoverable and --recover exclude each other");
+    if (a.bs != 0 && (a.bs < 4096 || (a.bs & (a.bs - 1)) != 0)) usage("serve: --bs (max I/O) must be a power of two of at least 4096");
+    // A kernel without ublk is told before the controller is touched.
+    if (dkq_examples::ublk_server::check_kernel("dkq-scsi") != 0) return 1;
+  }
   session s;
   s.bdf = a.bdfs[0];
   if (int rc = open_session(s, a, a.bdfs[0])) return rc;
@@ -858,5 +1123,6 @@ int main(int argc, char** argv) {
   else if (a.cmd == "sync") rc = cmd_sync(s, a);
   else if (a.cmd == "verify") rc = cmd_verify(s, a);
   else if (a.cmd == "perf") rc = cmd_perf(s, a);
+  else if (a.cmd == "serve") rc = cmd_serve(s, a);
   return rc;
 }

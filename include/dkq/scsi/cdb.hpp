@@ -7,6 +7,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 
 #include "dkq/base/status.hpp"
@@ -23,9 +24,11 @@ inline constexpr std::uint8_t read_capacity_10 = 0x25;
 inline constexpr std::uint8_t read_10 = 0x28;
 inline constexpr std::uint8_t write_10 = 0x2a;
 inline constexpr std::uint8_t synchronize_cache_10 = 0x35;
+inline constexpr std::uint8_t unmap = 0x42;
 inline constexpr std::uint8_t read_16 = 0x88;
 inline constexpr std::uint8_t write_16 = 0x8a;
 inline constexpr std::uint8_t synchronize_cache_16 = 0x91;
+inline constexpr std::uint8_t write_same_16 = 0x93;
 inline constexpr std::uint8_t service_action_in_16 = 0x9e;
 inline constexpr std::uint8_t report_luns = 0xa0;
 inline constexpr std::uint8_t sai_read_capacity_16 = 0x10;  // service action
@@ -141,6 +144,39 @@ inline result<std::uint8_t> synchronize_cache(cdb_bytes& c, bool use16, std::uin
     return std::uint8_t{10};
   }
   c[0] = op::synchronize_cache_16;
+  detail::put_be64(&c[2], lba);
+  detail::put_be32(&c[10], blocks);
+  return std::uint8_t{16};
+}
+
+// UNMAP (SBC-3 5.28) of one LBA range: the CDB and its 24-byte parameter
+// list (8-byte header, one 16-byte block descriptor), written into `params`.
+inline constexpr std::size_t unmap_one_range_bytes = 24;
+inline result<std::uint8_t> unmap_one_range(cdb_bytes& c, std::uint8_t* params, std::uint64_t lba,
+                                             std::uint32_t blocks) noexcept {
+  if (blocks == 0) return status{errc::invalid_argument, "UNMAP of 0 blocks"};
+  if (lba + blocks < lba) return status{errc::out_of_range, "LBA range wraps", lba};
+  c = {};
+  c[0] = op::unmap;
+  detail::put_be16(&c[7], static_cast<std::uint16_t>(unmap_one_range_bytes));
+  for (std::size_t i = 0; i < unmap_one_range_bytes; ++i) params[i] = 0;
+  detail::put_be16(&params[0], static_cast<std::uint16_t>(unmap_one_range_bytes - 2));  // UNMAP DATA LENGTH
+  detail::put_be16(&params[2], 16);                                                      // BLOCK DESCRIPTOR DATA LENGTH
+  detail::put_be64(&params[8], lba);
+  detail::put_be32(&params[16], blocks);
+  return std::uint8_t{10};
+}
+
+// WRITE SAME (16) (SBC-3 5.45): the one block of data sent with it is
+// written to every block of the range. unmap: the target may deallocate
+// instead (UNMAP bit); never set by callers that must keep blocks allocated.
+inline result<std::uint8_t> write_same_16(cdb_bytes& c, std::uint64_t lba, std::uint32_t blocks,
+                                          bool unmap = false) noexcept {
+  if (blocks == 0) return status{errc::invalid_argument, "WRITE SAME of 0 blocks (means to the end of the medium)"};
+  if (lba + blocks < lba) return status{errc::out_of_range, "LBA range wraps", lba};
+  c = {};
+  c[0] = op::write_same_16;
+  c[1] = unmap ? 0x08 : 0;
   detail::put_be64(&c[2], lba);
   detail::put_be32(&c[10], blocks);
   return std::uint8_t{16};
