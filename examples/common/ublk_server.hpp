@@ -178,7 +178,7 @@ int serve(std::vector<disk<Backend>>& disks, const options& o) {
       if (status s = ctl.start_recovery(inf->id); !s.ok()) return err("START_USER_RECOVERY", s);
       id = inf->id;
     } else {
-      auto a = ctl.add(-1, nq, dk.depth, dk.limits.max_io_bytes, o.recoverable ? UBLK_F_USER_RECOVERY : 0);
+      auto a = ctl.add(-1, nq, dk.depth, dk.limits.max_io_bytes, o.recoverable ? UBLK_F_USER_RECOVERY | UBLK_F_USER_RECOVERY_REISSUE : 0);
       if (!a) {
         cleanup(true);
         return err("ADD_DEV", a.error());

@@ -1,0 +1,44 @@
+#!/bin/sh
+# ublk_errors.sh NVME-BDF MEGASAS-BDF: bad use, one clear message each, exit
+# status non-zero, nothing left registered (no /dev/ublkc*, no /dev/ublkb*).
+. /progs/ublk_lib.sh
+nvme=$1
+mfi=$2
+nothing_registered() {
+  ls /dev/ublkc* /dev/ublkb* 2> /dev/null && fail "$1: a ublk device was left registered"
+  echo "$1: nothing registered"
+}
+expect_refusal() {  # WHAT PATTERN CMD...
+  what=$1
+  pat=$2
+  shift 2
+  "$@" > /tmp/out 2>&1
+  rc=$?
+  cat /tmp/out
+  [ $rc -ne 0 ] || fail "$what: exit status 0"
+  grep -q "$pat" /tmp/out || fail "$what: message does not say '$pat'"
+  echo "$what: refused with status $rc"
+  nothing_registered "$what"
+}
+# A kernel without ublk: the module unloaded.
+rmmod ublk_drv || fail "rmmod ublk_drv"
+expect_refusal "no ublk (nvme)" "no ublk driver" /progs/dkq_nvme serve $nvme --ns 1
+expect_refusal "no ublk (scsi)" "no ublk driver" /progs/dkq_scsi serve $mfi --target 0
+insmod /lib/modules/ublk_drv.ko || fail "insmod ublk_drv"
+# Targets that do not exist.
+expect_refusal "namespace 9" "namespace 9 is not active" /progs/dkq_nvme serve $nvme --ns 9
+expect_refusal "target 7" "not a logical drive" /progs/dkq_scsi serve $mfi --target 7
+# The controller already in use by a running server.
+serve_start busy /progs/dkq_nvme serve $nvme --ns 1 --json
+/progs/dkq_nvme serve $nvme --ns 1 > /tmp/out 2>&1
+rc=$?
+cat /tmp/out
+[ $rc -ne 0 ] || fail "second server on a busy controller: exit status 0"
+grep -qi "busy\|in use" /tmp/out || fail "second server: message does not say the device is in use"
+[ "$(ls /dev/ublkb* | wc -l)" -eq 1 ] || fail "second server left a device registered"
+echo "controller in use: refused with status $rc, only the first server's disk exists"
+serve_stop busy
+nothing_registered "after the busy test"
+# Bad arguments.
+expect_refusal "--depth 0" "depth" /progs/dkq_nvme serve $nvme --ns 1 --depth 0
+expect_refusal "--recover of a live-less id" "recover" /progs/dkq_nvme serve $nvme --ns 1 --recover 5

@@ -1,0 +1,27 @@
+#!/bin/sh
+# ublk_fio.sh TAG SERVE-COMMAND...: fio (unmodified) through a dkq-served disk:
+# random writes with crc32c verify at 4 KiB and 128 KiB, queue depth 32, an
+# fsync every 32 writes; then O_DSYNC direct writes, which the block layer
+# sends as FUA writes. fio exits non-zero on any verify error. Its JSON goes
+# to the console between markers; ublk_fio.py compares fio's fsync count and
+# the server's FUA count with what QEMU traced.
+. /progs/ublk_lib.sh
+tag=$1
+shift
+serve_start "$tag" "$@"
+common="--filename=$DEV --direct=1 --ioengine=io_uring --output-format=json"
+run() {
+  name=$1
+  shift
+  fio --name="$tag-$name" $common "$@" > /tmp/fio.json 2> /tmp/fio.err
+  rc=$?
+  echo "@@FIO-JSON-BEGIN $tag $name"
+  cat /tmp/fio.json
+  echo "@@FIO-JSON-END $tag $name rc=$rc"
+  cat /tmp/fio.err
+  [ $rc -eq 0 ] || fail "fio $name: exit status $rc"
+}
+run verify4k --rw=randwrite --bs=4k --iodepth=32 --size=8M --verify=crc32c --do_verify=1 --fsync=32 --randrepeat=0
+run verify128k --rw=randwrite --bs=128k --iodepth=32 --offset=16M --size=16M --verify=crc32c --do_verify=1 --fsync=32
+run fua --rw=randwrite --bs=4k --iodepth=8 --offset=40M --size=1M --sync=dsync
+serve_stop "$tag"
