@@ -10,6 +10,10 @@ pkgs=(
   g++-aarch64-linux-gnu qemu-user binutils-aarch64-linux-gnu
   # VM tests: QEMU with its emulated NVMe and MegaRAID models, a busybox guest
   qemu-system-x86 qemu-system-data busybox-static cpio
+  # zstd unpacks the 6.12 guest kernel's ELF image (its bzImage payload is zstd);
+  # Debian programs the ublk scenarios run in the guest (host_program()), and
+  # liburing for the ublk server
+  zstd fio e2fsprogs util-linux liburing-dev
   # benchmark peers and report
   libdpdk-dev libboost-dev libreaderwriterqueue-dev libconcurrentqueue-dev
   libatomic-queue-dev libtbb-dev pkg-config python3-matplotlib

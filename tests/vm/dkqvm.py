@@ -23,6 +23,15 @@ own driver against your own device model; docs/vm-tests.md, "Your own driver"):
     hba = s.device("pvscsi", "hba0", slot=7)       # -device pvscsi,id=hba0,bus=pcie.0,addr=0x7
     s.qemu_args += ["-drive", "file=...,if=none,id=d0", "-device", "scsi-hd,drive=d0,bus=hba0.0"]
     s.run("mydrv", hba.bdf)
+
+Kernel 6.12 (ublk_drv) and Debian's own programs (docs/vm-tests.md, "Kernel
+series, modules and Debian programs"):
+
+    s = Scenario.from_args("ublk", kernel="6.12")  # default "6.1": linux-image-amd64
+    s.extra_modules = ["ublk_drv", "ext4"]         # dependencies from each .modinfo
+    s.host_program("mkfs.ext4")                    # packed with its libraries and ld.so
+    s.script("fmt", "mkfs.ext4 -q /dev/ublkb0\\n")  # a busybox sh script in /progs
+    s.run("fmt")
 """
 
 import argparse
@@ -49,9 +58,13 @@ BUSYBOX_CANDIDATES = ["/bin/busybox", "/usr/bin/busybox"]
 APT_HINT = ("sudo apt-get install qemu-system-x86 qemu-system-data busybox-static "
             "(the kernel comes from `apt-get download`, no install needed)")
 
-# Modules the guest needs for VFIO, in load order (Debian's package has no
-# modules.dep; the order follows each module's depends=).
-VFIO_MODULES = ["irqbypass", "vfio", "vfio_iommu_type1", "vfio_virqfd", "vfio-pci-core", "vfio-pci"]
+# Modules the guest needs for VFIO. Each name is resolved with its
+# dependencies (each module's .modinfo depends= and softdep=, loaded first), so
+# this works on every kernel series: 6.1 loads vfio, vfio_iommu_type1,
+# vfio_virqfd, irqbypass, vfio-pci-core, vfio-pci; 6.12 has no vfio_virqfd
+# (merged into vfio) and loads the others. vfio_iommu_type1 is named although
+# vfio's softdep brings it too: it is the container backend our programs use.
+VFIO_MODULES = ["vfio_iommu_type1", "vfio-pci"]
 # Linux's own drivers, for interoperability scenarios, in the order each module's
 # depends= gives (checked: both drivers bind and read data back; docs/vm-tests.md).
 NVME_MODULES = ["crct10dif_common", "crct10dif_generic", "crc-t10dif", "crc64", "crc64_rocksoft_generic",
@@ -138,13 +151,43 @@ def elf_interpreter(path):
 
 # ---- kernel: apt-get download + dpkg -x, cached ------------------------------------
 
-def kernel_package():
-    forced = os.environ.get("DKQ_VM_KERNEL_PKG")
+# Kernel series -> Debian metapackage whose Depends: names the versioned
+# package. The default series is Debian 12's own kernel; bookworm's archive
+# also carries 6.12 (e.g. for ublk_drv, which 6.1 does not have).
+DEFAULT_KERNEL_SERIES = "6.1"
+KERNEL_METAPACKAGES = {"6.1": "linux-image-amd64", "6.12": "linux-image-6.12-amd64"}
+
+
+def kernel_metapackage(series):
+    return KERNEL_METAPACKAGES.get(series, f"linux-image-{series}-amd64")
+
+
+def kernel_pkg_env(series):
+    """The environment variable that pins the versioned package of `series`:
+    DKQ_VM_KERNEL_PKG for the default series, DKQ_VM_KERNEL_PKG_612 for 6.12."""
+    if series == DEFAULT_KERNEL_SERIES:
+        return "DKQ_VM_KERNEL_PKG"
+    return "DKQ_VM_KERNEL_PKG_" + series.replace(".", "")
+
+
+def package_series(pkg):
+    """linux-image-6.1.0-57-amd64 -> "6.1"; linux-image-6.12.118+deb12-amd64 -> "6.12"."""
+    m = re.match(r"linux-image-(\d+\.\d+)", pkg)
+    return m.group(1) if m else None
+
+
+def _version_key(name):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def kernel_package(series=DEFAULT_KERNEL_SERIES):
+    forced = os.environ.get(kernel_pkg_env(series))
     if forced:
         return forced
+    meta = kernel_metapackage(series)
     for attempt in range(2):
         try:
-            out = subprocess.run(["apt-cache", "depends", "linux-image-amd64"], capture_output=True,
+            out = subprocess.run(["apt-cache", "depends", meta], capture_output=True,
                                  text=True, check=True).stdout
             m = re.search(r"Depends:\s*(linux-image-\S+-amd64)", out)
             if m:
@@ -153,17 +196,59 @@ def kernel_package():
             pass
         # A fresh machine may have no package lists yet; as root, fetch them once.
         if attempt == 0 and os.geteuid() == 0 and shutil.which("apt-get"):
-            log("no apt metadata for linux-image-amd64; running apt-get update")
+            log(f"no apt metadata for {meta}; running apt-get update")
             subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
         else:
             break
-    # No apt metadata: use whatever kernel is already cached.
-    cached = sorted(d for d in os.listdir(cache_dir()) if d.startswith("linux-image-")
-                    and os.path.exists(os.path.join(cache_dir(), d, ".complete")))
+    # No apt metadata: use whatever kernel of this series is already cached.
+    cached = sorted((d for d in os.listdir(cache_dir()) if d.startswith("linux-image-")
+                     and package_series(d) == series
+                     and os.path.exists(os.path.join(cache_dir(), d, ".complete"))), key=_version_key)
     if cached:
         return cached[-1]
-    raise HarnessError("cannot find the kernel package: `apt-cache depends linux-image-amd64` failed "
-                       "(run `sudo apt-get update`) and no kernel is cached in " + cache_dir())
+    raise HarnessError(f"cannot find the kernel package: `apt-cache depends {meta}` failed "
+                       f"(run `sudo apt-get update`) and no {series} kernel is cached in " + cache_dir())
+
+
+def _elf_sections(data):
+    """{name: bytes} of an ELF64 little-endian file's sections; {} if it is not one."""
+    import struct
+    if not data.startswith(b"\x7fELF") or data[4] != 2 or data[5] != 1:
+        return {}
+    try:
+        shoff, = struct.unpack_from("<Q", data, 0x28)
+        shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3a)
+        hdrs = [struct.unpack_from("<IIQQQQ", data, shoff + i * shentsize) for i in range(shnum)]
+        names_off = hdrs[shstrndx][4]
+        out = {}
+        for name, stype, _, _, off, size in hdrs:
+            end = data.index(b"\0", names_off + name)
+            if stype != 8:  # SHT_NOBITS has no bytes in the file
+                out[data[names_off + name:end].decode(errors="replace")] = data[off:off + size]
+        return out
+    except (struct.error, IndexError, ValueError):
+        return {}
+
+
+def parse_modinfo(data):
+    """A module's .modinfo strings as {key: [values]} (a depends= value stays
+    one comma-separated string). Reads the ELF .modinfo section; for anything else, the bytes are
+    searched for NUL-separated key=value strings as `strings` would find them."""
+    sec = _elf_sections(data).get(".modinfo")
+    info = {}
+    if sec is not None:
+        items = sec.split(b"\0")
+    else:
+        items = re.findall(rb"(?:^|\0)((?:depends|softdep|alias|name)=[^\0]*)", data)
+    for item in items:
+        key, eq, value = item.decode(errors="replace").partition("=")
+        if eq:
+            info.setdefault(key, []).append(value)
+    return info
+
+
+def _modkey(name):
+    return name.replace("-", "_")
 
 
 class Kernel:
@@ -177,34 +262,167 @@ class Kernel:
         self.version = images[-1][len("vmlinuz-"):]
         self.moddir = os.path.join(root, "lib", "modules", self.version)
         self._index = None
+        self._builtin = None
+        self._aliases = None
+        self._modinfo = {}
         # The ELF kernel, when it could be extracted: QEMU boots it through its
         # PVH entry point, skipping the in-guest decompression that takes most
         # of a TCG boot (xz under emulation: ~15 s of a ~25 s boot on a loaded host).
         elf = os.path.join(os.path.dirname(root), "vmlinux-" + self.version)
         self.boot_image = elf if os.path.exists(elf) else self.vmlinuz
 
-    def module(self, name):
-        """Path of module `name` (dashes and underscores are interchangeable, as in modprobe)."""
+    def _modules(self):
         if self._index is None:
             self._index = {}
             for dirpath, _, files in os.walk(os.path.join(self.moddir, "kernel")):
                 for f in files:
                     for ext in (".ko", ".ko.xz", ".ko.zst"):
                         if f.endswith(ext):
-                            self._index[f[: -len(ext)].replace("-", "_")] = os.path.join(dirpath, f)
-        key = name.replace("-", "_")
-        if key not in self._index:
+                            self._index[_modkey(f[: -len(ext)])] = os.path.join(dirpath, f)
+        return self._index
+
+    def has_module(self, name):
+        return _modkey(name) in self._modules()
+
+    def module(self, name):
+        """Path of module `name` (dashes and underscores are interchangeable, as in modprobe)."""
+        key = _modkey(name)
+        if key not in self._modules():
+            if self.is_builtin(name):
+                raise HarnessError(f"module {name} is built into kernel {self.version} (modules.builtin)")
             raise HarnessError(f"module {name} not found in {self.moddir}")
         return self._index[key]
 
+    def module_file_name(self, name):
+        """The module's own name as its file spells it: vfio_pci_core -> vfio-pci-core."""
+        base = os.path.basename(self.module(name))
+        return base[:base.index(".ko")]
+
+    def is_builtin(self, name):
+        """True when modules.builtin lists `name` (built in: nothing to load)."""
+        if self._builtin is None:
+            self._builtin = set()
+            path = os.path.join(self.moddir, "modules.builtin")
+            if os.path.exists(path):
+                with open(path) as f:
+                    for line in f:
+                        line = line.strip()
+                        if line.endswith(".ko"):
+                            self._builtin.add(_modkey(os.path.basename(line)[:-3]))
+        return _modkey(name) in self._builtin
+
+    def module_bytes(self, name):
+        """The plain .ko of module `name` (busybox insmod cannot read .ko.xz or
+        .ko.zst): xz is decompressed with Python's lzma, zstd with the zstd tool."""
+        import lzma
+        path = self.module(name)
+        with open(path, "rb") as f:
+            data = f.read()
+        if path.endswith(".ko.xz"):
+            try:
+                return lzma.decompress(data)
+            except lzma.LZMAError as e:
+                raise HarnessError(f"{path}: cannot decompress ({e})")
+        if path.endswith(".ko.zst"):
+            if shutil.which("zstd") is None:
+                raise HarnessError(f"{path} is zstd-compressed and Python's standard library cannot "
+                                   "decompress it: apt-get install zstd")
+            r = subprocess.run(["zstd", "-dcq"], input=data, capture_output=True)
+            if r.returncode != 0:
+                raise HarnessError(f"{path}: zstd -d failed: {r.stderr.decode(errors='replace').strip()}")
+            return r.stdout
+        return data
+
+    def modinfo(self, name):
+        key = _modkey(name)
+        if key not in self._modinfo:
+            self._modinfo[key] = parse_modinfo(self.module_bytes(name))
+        return self._modinfo[key]
+
+    def _alias(self, name):
+        """The module providing alias `name` (softdeps name crypto algorithms,
+        e.g. crypto-crc32c). Debian's package has no modules.alias, so the
+        crypto modules' own alias= lines are read (once); a *_generic provider
+        is preferred (pure C, no CPU feature needed)."""
+        if self._aliases is None:
+            self._aliases = {}
+            dirs = [os.path.join(self.moddir, "kernel", "crypto"),
+                    os.path.join(self.moddir, "kernel", "arch", "x86", "crypto")]
+            for d in dirs:
+                for dirpath, _, files in os.walk(d):
+                    for f in sorted(files):
+                        if ".ko" not in f:
+                            continue
+                        mod = f[:f.index(".ko")]
+                        try:
+                            info = self.modinfo(mod)
+                        except HarnessError:
+                            continue
+                        for a in info.get("alias", []):
+                            self._aliases.setdefault(a, []).append(mod)
+        providers = self._aliases.get(name, [])
+        generic = [m for m in providers if m.endswith("_generic")]
+        return (generic or providers or [None])[0]
+
+    def resolve_modules(self, names):
+        """Module file names in load order: each of `names` after what it needs.
+        Hard dependencies (depends=) must exist; softdep= pre/post names that
+        are neither a module nor a known crypto alias are skipped, as modprobe
+        does; built-in modules (modules.builtin) are skipped."""
+        order, done = [], set()
+
+        def visit(name, chain, required):
+            key = _modkey(name)
+            if key in done or key in chain:
+                return
+            if not self.has_module(name):
+                if self.is_builtin(name):
+                    return
+                alias = None if required else self._alias(name)
+                if alias is None:
+                    if required:
+                        self.module(name)  # raises: not found / built in
+                    return
+                return visit(alias, chain, False)
+            info = self.modinfo(name)
+            pre, post = _softdeps(info)
+            chain = chain | {key}
+            for s in pre:
+                visit(s, chain, False)
+            for dep in ",".join(info.get("depends", [])).split(","):
+                if dep:
+                    visit(dep, chain, True)
+            done.add(key)
+            order.append(self.module_file_name(name))
+            for s in post:
+                visit(s, chain - {key}, False)
+
+        for n in names:
+            visit(n, frozenset(), True)  # a name asked for must exist (or be built in)
+        return order
+
+
+def _softdeps(info):
+    pre, post, where = [], [], None
+    for line in info.get("softdep", []):
+        for tok in line.split():
+            if tok in ("pre:", "post:"):
+                where = pre if tok == "pre:" else post
+            elif where is not None:
+                where.append(tok)
+    return pre, post
+
 
 def extract_vmlinux(root, base):
-    """Unpacks the ELF vmlinux from bzImage (xz or gzip payload, Python stdlib)
-    when the kernel has a PVH entry note (CONFIG_PVH); keeps bzImage otherwise."""
+    """Unpacks the ELF vmlinux from bzImage when the kernel has a PVH entry note
+    (CONFIG_PVH); keeps bzImage otherwise. xz (6.1) and gzip payloads use
+    Python's stdlib, zstd (6.12) the zstd tool. Returns "no-tool" when the
+    payload is zstd and the tool is missing (so a later run may retry)."""
     import gzip
     import lzma
     import struct
     boot = os.path.join(root, "boot")
+    result = None
     for name in os.listdir(boot):
         if not name.startswith("vmlinuz-"):
             continue
@@ -219,6 +437,18 @@ def extract_vmlinux(root, base):
                 elf = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(payload)
             elif payload.startswith(b"\x1f\x8b"):
                 elf = gzip.GzipFile(fileobj=__import__("io").BytesIO(payload)).read()
+            elif payload.startswith(b"\x28\xb5\x2f\xfd"):
+                if shutil.which("zstd") is None:
+                    log(f"{name}: zstd-compressed kernel and no zstd tool (apt-get install zstd); "
+                        "booting bzImage (slower)")
+                    result = "no-tool"
+                    continue
+                # The payload ends with the 4-byte decompressed size the kernel's
+                # build appends, which zstd would read as a broken frame.
+                r = subprocess.run(["zstd", "-dcq"], input=payload[:-4], capture_output=True)
+                if r.returncode != 0:
+                    continue
+                elf = r.stdout
             else:
                 continue
         except (lzma.LZMAError, OSError, struct.error, EOFError):
@@ -230,6 +460,7 @@ def extract_vmlinux(root, base):
         with open(tmp, "wb") as f:
             f.write(elf)
         os.replace(tmp, tmp[:-4])
+    return result
 
 
 def _has_pvh_note(elf):
@@ -254,14 +485,26 @@ def _has_pvh_note(elf):
     return False
 
 
-def ensure_kernel():
-    pkg = kernel_package()
+def drop_superseded_kernels(pkg):
+    """A new kernel ABI replaces the old one of the same series: drops the other
+    cached kernels of `pkg`'s series (about 400 MB each). Other series stay (a
+    6.1 and a 6.12 scenario share the cache)."""
+    series = package_series(pkg)
+    for old in sorted(os.listdir(cache_dir())):
+        if old.startswith("linux-image-") and old != pkg and package_series(old) == series:
+            log(f"removing superseded cached kernel {old}")
+            shutil.rmtree(os.path.join(cache_dir(), old), ignore_errors=True)
+
+
+def ensure_kernel(series=DEFAULT_KERNEL_SERIES):
+    pkg = kernel_package(series)
     base = os.path.join(cache_dir(), pkg)
     done = os.path.join(base, ".complete")
     os.makedirs(base, exist_ok=True)
     # Several scenarios may start at once (ctest -j): one downloads, the others wait.
     with open(os.path.join(base, ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        tried, why = False, None
         if not os.path.exists(done):
             log(f"fetching {pkg} into {base} (once; cached for later runs)")
             for f in os.listdir(base):
@@ -276,20 +519,16 @@ def ensure_kernel():
             shutil.rmtree(root, ignore_errors=True)
             subprocess.run(["dpkg", "-x", os.path.join(base, debs[0]), root], check=True)
             os.unlink(os.path.join(base, debs[0]))
-            extract_vmlinux(root, base)
+            why, tried = extract_vmlinux(root, base), True
             with open(done, "w") as f:
                 f.write(pkg + "\n")
-            # A new kernel ABI replaces the old one: drop older cached kernels
-            # (about 400 MB each) unless the user pinned one.
-            if not os.environ.get("DKQ_VM_KERNEL_PKG"):
-                for old in os.listdir(cache_dir()):
-                    if old.startswith("linux-image-") and old != pkg:
-                        log(f"removing superseded cached kernel {old}")
-                        shutil.rmtree(os.path.join(cache_dir(), old), ignore_errors=True)
+            if not os.environ.get(kernel_pkg_env(series)):
+                drop_superseded_kernels(pkg)
         root = os.path.join(base, "root")
         if not any(f.startswith("vmlinux-") for f in os.listdir(base)) and not os.path.exists(os.path.join(base, ".no-pvh")):
-            extract_vmlinux(root, base)
-            if not any(f.startswith("vmlinux-") for f in os.listdir(base)):
+            if not tried:
+                why = extract_vmlinux(root, base)
+            if not any(f.startswith("vmlinux-") for f in os.listdir(base)) and why != "no-tool":
                 open(os.path.join(base, ".no-pvh"), "w").close()
     return Kernel(root)
 
@@ -300,6 +539,7 @@ class Cpio:
     def __init__(self):
         self.parts = []
         self.ino = 1
+        self.dirs = set()
 
     def _entry(self, name, mode, data=b"", nlink=1):
         hdr = "070701" + "".join("%08x" % v for v in (
@@ -313,6 +553,15 @@ class Cpio:
 
     def dir(self, name):
         self._entry(name, stat.S_IFDIR | 0o755, nlink=2)
+        self.dirs.add(name)
+
+    def dirs_for(self, name):
+        """Creates each missing parent directory of `name` (e.g. usr, usr/sbin for usr/sbin/x)."""
+        parts = name.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            d = "/".join(parts[:i])
+            if d not in self.dirs:
+                self.dir(d)
 
     def file(self, name, data, mode=0o755):
         self._entry(name, stat.S_IFREG | mode, data)
@@ -327,9 +576,88 @@ class Cpio:
                 f.write(p)
 
 
+# ---- host programs: Debian's own binaries with their shared libraries ----------------
+
+HOST_PROGRAM_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+# Configuration files a host program reads, packed along with it (keyed by the
+# real binary's name): without /etc/mke2fs.conf mke2fs falls back to built-in
+# defaults that differ from Debian's (e.g. no 64bit/metadata_csum choices per type).
+HOST_PROGRAM_FILES = {"mke2fs": ["/etc/mke2fs.conf"], "e2fsck": ["/etc/e2fsck.conf"]}
+
+
+def find_host_program(name):
+    """Absolute host path of program `name` (searched on PATH plus the sbin
+    directories) or of the path given; the directory part is canonical (on a
+    merged-/usr host /sbin/x is /usr/sbin/x), the file name is kept, since a
+    symlink such as mkfs.ext4 -> mke2fs behaves by its name."""
+    if "/" in name:
+        path = os.path.abspath(name)
+    else:
+        dirs = os.environ.get("PATH", "").split(":") + HOST_PROGRAM_PATH
+        path = next((os.path.join(d, name) for d in dirs if d and os.path.isfile(os.path.join(d, name))
+                     and os.access(os.path.join(d, name), os.X_OK)), None)
+        if path is None:
+            raise HarnessError(f"host program {name} not found on PATH or in /usr/sbin, /sbin "
+                               "(install its Debian package; scripts/deps.sh)")
+    if not os.path.isfile(path):
+        raise HarnessError(f"host program {path} does not exist")
+    path = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+    if path.startswith("/bin/"):
+        # Only on a host without merged /usr: the guest's /bin is busybox's.
+        raise HarnessError(f"host program {path}: /bin in the guest holds busybox's applets; "
+                           "use a program from /usr/bin or /usr/sbin")
+    return path
+
+
+def library_closure(path):
+    """Every shared library `path` needs, as the host's loader resolves them
+    (`ldd`), and the loader itself (its PT_INTERP); [] for a static program or
+    a script."""
+    interp = elf_interpreter(path)
+    if not interp:
+        return []
+    r = subprocess.run(["ldd", path], capture_output=True, text=True, env=dict(os.environ, LC_ALL="C"))
+    if r.returncode != 0:
+        raise HarnessError(f"ldd {path} failed: {r.stderr.strip() or r.stdout.strip()}")
+    libs = []
+    for line in r.stdout.splitlines():
+        m = re.match(r"\s*(\S+) => not found", line)
+        if m:
+            raise HarnessError(f"{path} needs {m.group(1)}, which the host's loader cannot find")
+        m = re.match(r"\s*\S+ => (/\S+) \(0x", line) or re.match(r"\s*(/\S+) \(0x", line)
+        if m and m.group(1) not in libs:
+            libs.append(m.group(1))
+    if interp not in libs:
+        libs.append(interp)
+    return libs
+
+
+def pack_host_path(cpio, path, packed):
+    """Packs host file `path` at the same absolute path in the guest. A symlink
+    stays a symlink (same target text) and its target is packed too, so the
+    loader finds libc.so.6 -> ... and /lib64/ld-linux-x86-64.so.2 -> ... as on
+    the host. Directories are created as real directories. `packed` (a set)
+    de-duplicates across programs."""
+    path = os.path.normpath(path)
+    if path in packed:
+        return
+    packed.add(path)
+    name = path.lstrip("/")
+    cpio.dirs_for(name)
+    if os.path.islink(path):
+        target = os.readlink(path)
+        cpio.symlink(name, target)
+        pack_host_path(cpio, target if target.startswith("/") else os.path.join(os.path.dirname(path), target),
+                       packed)
+    else:
+        with open(path, "rb") as f:
+            cpio.file(name, f.read(), os.stat(path).st_mode & 0o777)
+
+
 INIT_TEMPLATE = r"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
-export PATH=/bin
+# busybox's applets first; Debian programs packed with host_program() after.
+export PATH=/bin:/usr/sbin:/usr/bin:/sbin
 mkdir -p /proc /sys /dev /tmp /run
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -352,7 +680,7 @@ poweroff -f
 """
 
 PROGRAM_TEMPLATE = r"""echo "@@DKQ-BEGIN {label} t=$(cut -d' ' -f1 /proc/uptime)"
-timeout -s KILL {timeout} /progs/{prog} {args} </dev/null 2>&1
+timeout -s KILL {timeout} {path} {args} </dev/null 2>&1
 echo "@@DKQ-END {label} rc=$? t=$(cut -d' ' -f1 /proc/uptime)"
 """
 
@@ -432,12 +760,20 @@ class Allow:
 
 
 class Scenario:
-    def __init__(self, name, work_dir, programs, timeout=240, memory_mib=512, numa_nodes=1):
+    def __init__(self, name, work_dir, programs, timeout=240, memory_mib=512, numa_nodes=1,
+                 kernel=DEFAULT_KERNEL_SERIES):
         self.name = name
         self.work = os.path.abspath(work_dir)
         self.programs = programs  # name -> host path of the static binary
+        self.host_programs = {}   # name -> host path of a Debian program, packed at that path
+        self.host_files = []      # further host files packed at the same path
         self.timeout = timeout
+        # Guest RAM. The initramfs is uncompressed and unpacked into RAM, so a
+        # boot raises it to 2 x its size + 256 MiB if it is lower (logged).
         self.memory_mib = memory_mib
+        # Kernel series: "6.1" (Debian 12's linux-image-amd64) or "6.12"
+        # (linux-image-6.12-amd64, which has ublk_drv); see kernel_package().
+        self.kernel_series = kernel
         self.numa_nodes = numa_nodes  # >1: guest memory split evenly over that many nodes
         self.devices = []
         self.disks = {}
@@ -452,7 +788,7 @@ class Scenario:
         os.makedirs(self.work, exist_ok=True)
 
     @staticmethod
-    def from_args(name, argv=None):
+    def from_args(name, argv=None, kernel=DEFAULT_KERNEL_SERIES):
         ap = argparse.ArgumentParser(description=f"dkq VM scenario {name}")
         ap.add_argument("--work-dir", required=True)
         ap.add_argument("--prog", action="append", default=[], metavar="NAME=PATH")
@@ -467,7 +803,7 @@ class Scenario:
             if not k or not v:
                 raise HarnessError(f"--prog {p}: expected NAME=PATH")
             progs[k] = os.path.abspath(v)  # checked when a run uses it (_build_initramfs)
-        s = Scenario(name, a.work_dir, progs, timeout=a.timeout)
+        s = Scenario(name, a.work_dir, progs, timeout=a.timeout, kernel=kernel)
         for q in a.qemu_args:
             s.qemu_args += shlex.split(q)
         return s
@@ -483,6 +819,45 @@ class Scenario:
         check_guest_program(name, path)
         self.programs[name] = path
         return path
+
+    def host_program(self, name_or_path, name=None):
+        """Registers a program installed on the host from a Debian package
+        (mkfs.ext4, fsck.ext4, debugfs, fio, mount, ...): looked up on PATH
+        and in /usr/sbin, /sbin unless a path is given. It is packed at the
+        same absolute path with every shared library it needs and the dynamic
+        loader (so it is exempt from the static-only rule), and is on the
+        guest's PATH after busybox's /bin. Returns the guest path;
+        `s.run(name, ...)` runs it (name defaults to the file name)."""
+        path = find_host_program(name_or_path)
+        name = name or os.path.basename(path)
+        if not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
+            raise HarnessError(f"program name {name!r}: use letters, digits and _.+- only")
+        if name in self.programs:
+            raise HarnessError(f"{name} is already a guest program (--prog/program()); pass name=")
+        self.host_programs[name] = path
+        return path
+
+    def host_file(self, path):
+        """Packs host file `path` (a symlink with its target) at the same path in the guest."""
+        path = os.path.abspath(path)
+        if not os.path.lexists(path):
+            raise HarnessError(f"host file {path} does not exist")
+        self.host_files.append(path)
+        return path
+
+    def script(self, name, text):
+        """A busybox sh script written by the scenario, packed as /progs/<name>
+        and run with `s.run(name, ...)` like any program. "#!/bin/sh" is added
+        when the text has no #! line."""
+        if not text.startswith("#!"):
+            text = "#!/bin/sh\n" + text
+        d = os.path.join(self.work, "scripts")
+        os.makedirs(d, exist_ok=True)
+        path = os.path.join(d, name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o755)
+        return self.program(name, path)
 
     def device(self, model, id, slot, props="", bind=True):
         """Any QEMU PCI device model (`-device <model>,id=<id>,bus=pcie.0,addr=<slot>[,<props>]`)
@@ -529,9 +904,11 @@ class Scenario:
         return dev
 
     def run(self, prog, *args, label=None, timeout=60):
-        """Runs guest program `prog` (from --prog) with `args`; programs run in order."""
-        if prog not in self.programs:
-            raise HarnessError(f"program {prog} not given with --prog {prog}=PATH")
+        """Runs guest program `prog` (from --prog, program(), script() or
+        host_program()) with `args`; programs run in order."""
+        if prog not in self.programs and prog not in self.host_programs:
+            raise HarnessError(f"program {prog} not given with --prog {prog}=PATH "
+                               "(nor registered with program(), script() or host_program())")
         label = label or prog
         if any(r[0] == label for r in self.runs):
             raise HarnessError(f"two runs labelled {label}; pass label=")
@@ -544,19 +921,37 @@ class Scenario:
     # -- boot --
     def _build_initramfs(self, kernel, busybox, path):
         c = Cpio()
-        for d in ("bin", "dev", "proc", "sys", "tmp", "run", "lib", "lib/modules", "progs"):
+        for d in ("bin", "dev", "proc", "sys", "tmp", "run", "lib", "lib/modules", "progs", "etc"):
             c.dir(d)
         with open(busybox, "rb") as f:
             c.file("bin/busybox", f.read())
-        modules = VFIO_MODULES + [m for m in self.extra_modules if m not in VFIO_MODULES]
-        for m in modules + [m for m in self.packed_modules if m not in modules]:
-            src = kernel.module(m)
-            if not src.endswith(".ko"):
-                raise HarnessError(f"{src} is compressed; busybox insmod needs plain .ko")
-            with open(src, "rb") as f:
-                c.file(f"lib/modules/{m}.ko", f.read(), 0o644)
+        # For Debian's programs: the mount table where util-linux and e2fsprogs
+        # look for it, and a root entry for anything that looks up user names.
+        c.symlink("etc/mtab", "/proc/self/mounts")
+        c.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644)
+        c.file("etc/group", b"root:x:0:\n", 0o644)
+        # Each module after what it needs (depends=/softdep= in its .modinfo),
+        # decompressed (busybox insmod reads plain .ko); built-in ones skipped.
+        # A module the scenario names keeps its spelling in /lib/modules.
+        spelled = {m.replace("-", "_"): m for m in list(self.packed_modules) + VFIO_MODULES + list(self.extra_modules)}
+        modules = [spelled.get(m.replace("-", "_"), m)
+                   for m in kernel.resolve_modules(VFIO_MODULES + list(self.extra_modules))]
+        packed = [spelled.get(m.replace("-", "_"), m) for m in kernel.resolve_modules(self.packed_modules)]
+        for m in modules + [m for m in packed if m not in modules]:
+            c.file(f"lib/modules/{m}.ko", kernel.module_bytes(m), 0o644)
+        # Host programs: at their own path, with their libraries and the loader.
+        host_packed = set()
+        extra = list(self.host_files)
+        for prog in sorted(self.host_programs):
+            host = self.host_programs[prog]
+            real = os.path.basename(os.path.realpath(host))
+            extra += [f for f in HOST_PROGRAM_FILES.get(real, []) if os.path.exists(f)]
+            for p in [host] + library_closure(host):
+                pack_host_path(c, p, host_packed)
+        for p in extra:
+            pack_host_path(c, p, host_packed)
         strip = shutil.which("strip")
-        for prog in sorted({r[1] for r in self.runs}):
+        for prog in sorted({r[1] for r in self.runs if r[1] in self.programs}):
             src = self.programs[prog]
             check_guest_program(prog, src)
             if strip:
@@ -566,7 +961,9 @@ class Scenario:
                     src = stripped
             with open(src, "rb") as f:
                 c.file(f"progs/{prog}", f.read())
-        progs = "".join(PROGRAM_TEMPLATE.format(label=label, prog=prog, timeout=t,
+        progs = "".join(PROGRAM_TEMPLATE.format(label=label, timeout=t,
+                                                path=(f"/progs/{prog}" if prog in self.programs
+                                                      else shell_quote(self.host_programs[prog])),
                                                 args=" ".join(shell_quote(a) for a in args))
                         for label, prog, args, t in self.runs)
         init = INIT_TEMPLATE.format(modules=" ".join(modules),
@@ -616,11 +1013,16 @@ class Scenario:
 
     def boot(self):
         busybox = check_host()
-        kernel = ensure_kernel()
+        kernel = ensure_kernel(self.kernel_series)
         initrd = os.path.join(self.work, "initramfs.cpio")
         trace_path = os.path.join(self.work, "trace.log")
         console_path = os.path.join(self.work, "console.log")
         self._build_initramfs(kernel, busybox, initrd)
+        need = 2 * (os.path.getsize(initrd) >> 20) + 256
+        if self.memory_mib < need:
+            log(f"{self.name}: initramfs is {os.path.getsize(initrd) >> 20} MiB (unpacked into RAM): "
+                f"memory_mib {self.memory_mib} -> {need}")
+            self.memory_mib = need
         self._make_disks()
         for p in (trace_path, console_path):
             if os.path.exists(p):
@@ -628,7 +1030,7 @@ class Scenario:
         cmd = self.qemu_command(kernel, initrd, trace_path)
         with open(os.path.join(self.work, "qemu-command.txt"), "w") as f:
             f.write(" ".join(shell_quote(c) for c in cmd) + "\n")
-        log(f"{self.name}: booting {os.path.basename(kernel.boot_image)} with {len(self.devices)} device(s), "
+        log(f"{self.name}: booting {os.path.basename(kernel.boot_image)} ({self.kernel_series} series) with {len(self.devices)} device(s), "
             f"{len(self.runs)} program(s); console: {console_path}")
         t0 = time.monotonic()
         timed_out = False
@@ -817,14 +1219,16 @@ def _cli(argv):
     """Command line for people: fetch the kernel ahead of time, count trace events."""
     ap = argparse.ArgumentParser(prog="dkqvm.py", description="dkq VM harness helpers")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("fetch-kernel", help="download and unpack the guest kernel into the cache")
+    fk = sub.add_parser("fetch-kernel", help="download and unpack the guest kernel into the cache")
+    fk.add_argument("--kernel", default=DEFAULT_KERNEL_SERIES, metavar="SERIES",
+                    help=f"kernel series ({', '.join(KERNEL_METAPACKAGES)}; default {DEFAULT_KERNEL_SERIES})")
     c = sub.add_parser("count", help="count events in a QEMU trace file")
     c.add_argument("trace")
     c.add_argument("event", help="event name (regex, matched whole)")
     c.add_argument("fields", nargs="*", metavar="FIELD=VALUE")
     a = ap.parse_args(argv)
     if a.cmd == "fetch-kernel":
-        k = ensure_kernel()
+        k = ensure_kernel(a.kernel)
         print(f"{k.version}: {k.boot_image}")
         return 0
     fields = dict(f.split("=", 1) for f in a.fields)

@@ -6,6 +6,7 @@ outside the tree) and raw QEMU device arguments reach the initramfs and the
 QEMU command line. A harness that cannot fail would make
 every VM test pass, so its failure paths are tested here."""
 import os
+import stat
 import subprocess
 import sys
 import tempfile
@@ -130,8 +131,10 @@ class HarnessTest(unittest.TestCase):
         self.assertEqual(os.readlink(os.path.join(tmp, "bin", "link")), "hello")
 
 
-def read_newc(path):
-    """{name: bytes} of a newc cpio archive (enough of the format to check ours)."""
+def read_newc(path, modes=False):
+    """{name: bytes} of a newc cpio archive (enough of the format to check
+    ours); with modes=True, {name: (mode, bytes)}. A name packed twice shows
+    up under "name#2"."""
     out = {}
     with open(path, "rb") as f:
         data = f.read()
@@ -139,29 +142,270 @@ def read_newc(path):
     while pos + 110 <= len(data):
         hdr = data[pos:pos + 110]
         assert hdr[:6] == b"070701", hdr[:6]
+        mode = int(hdr[14:22], 16)
         fsize = int(hdr[54:62], 16)
         nsize = int(hdr[94:102], 16)
         name = data[pos + 110:pos + 110 + nsize - 1].decode()
         pos = (pos + 110 + nsize + 3) & ~3
-        out[name] = data[pos:pos + fsize]
+        key, n = name, 1
+        while key in out:
+            n += 1
+            key = f"{name}#{n}"
+        body = data[pos:pos + fsize]
+        out[key] = (mode, body) if modes else body
         pos = (pos + fsize + 3) & ~3
         if name == "TRAILER!!!":
             break
     return out
 
 
+def fake_ko(modinfo, elf=True):
+    """A stand-in kernel module: an ELF64 relocatable with only a .modinfo
+    section holding `modinfo` ({key: value or [values]}), or (elf=False) just
+    the NUL-separated strings, as `strings` would see them in any file."""
+    import struct
+    items = []
+    for k, v in modinfo.items():
+        for x in (v if isinstance(v, list) else [v]):
+            items.append(f"{k}={x}".encode())
+    info = b"\0".join(items) + b"\0"
+    if not elf:
+        return b"junk\0" + info + b"more junk"
+    shstr = b"\0.modinfo\0.shstrtab\0"
+    info_off = 64
+    shstr_off = info_off + len(info)
+    shoff = (shstr_off + len(shstr) + 7) & ~7
+    ident = b"\x7fELF\x02\x01\x01" + b"\0" * 9
+    out = bytearray(struct.pack("<16sHHIQQQIHHHHHH", ident, 1, 62, 1, 0, 0, shoff, 0, 64, 0, 0, 64, 3, 2))
+    out += info + shstr
+    out += b"\0" * (shoff - len(out))
+    out += b"\0" * 64                                                          # SHN_UNDEF
+    out += struct.pack("<IIQQQQIIQQ", 1, 1, 0, 0, info_off, len(info), 0, 0, 1, 0)    # .modinfo
+    out += struct.pack("<IIQQQQIIQQ", 10, 3, 0, 0, shstr_off, len(shstr), 0, 0, 1, 0)  # .shstrtab
+    return bytes(out)
+
+
+VFIO_LIKE = {  # the dependency shape of Linux 6.1's VFIO modules
+    "drivers/vfio/vfio": {"depends": "", "softdep": "post: vfio_iommu_type1 vfio_iommu_spapr_tce"},
+    "drivers/vfio/vfio_iommu_type1": {"depends": "vfio"},
+    "drivers/vfio/vfio_virqfd": {"depends": ""},
+    "virt/lib/irqbypass": {"depends": ""},
+    "drivers/vfio/pci/vfio-pci-core": {"depends": "vfio,vfio_virqfd,irqbypass"},
+    "drivers/vfio/pci/vfio-pci": {"depends": "vfio-pci-core,vfio"},
+}
+
+
+def fake_kernel(tmp, modules=None, builtin=(), compress=".ko"):
+    """A dkqvm.Kernel over a fake package tree: each module is a fake_ko()
+    (compressed with xz when compress=".ko.xz"), `builtin` are listed in
+    modules.builtin."""
+    import lzma
+    root = os.path.join(tmp, "root")
+    ver = "9.9.9-test"
+    os.makedirs(os.path.join(root, "boot"), exist_ok=True)
+    open(os.path.join(root, "boot", "vmlinuz-" + ver), "wb").close()
+    moddir = os.path.join(root, "lib", "modules", ver)
+    for rel, info in dict(VFIO_LIKE, **(modules or {})).items():
+        path = os.path.join(moddir, "kernel", rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        data = fake_ko(info, elf=not info.get("_raw"))
+        ext = info.get("_ext", compress)
+        if ext == ".ko.xz":
+            data = lzma.compress(data, format=lzma.FORMAT_XZ)
+        with open(path + ext, "wb") as f:
+            f.write(data)
+    with open(os.path.join(moddir, "modules.builtin"), "w") as f:
+        f.write("".join(f"kernel/{b}.ko\n" for b in builtin))
+    return dkqvm.Kernel(root)
+
+
 class FakeKernel:
-    """Stands in for dkqvm.Kernel: modules are empty files, no boot image."""
+    """Stands in for dkqvm.Kernel in tests that only need an initramfs."""
 
-    def __init__(self, tmp):
-        self.boot_image = os.path.join(tmp, "vmlinux-fake")
-        self.tmp = tmp
+    def __new__(cls, tmp):
+        return fake_kernel(tempfile.mkdtemp(dir=tmp))
 
-    def module(self, name):
-        path = os.path.join(self.tmp, name + ".ko")
-        if not os.path.exists(path):
-            open(path, "wb").close()
-        return path
+
+class ModuleResolutionTest(unittest.TestCase):
+    """Modules come with what their .modinfo says they need, in load order."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(dir=_TMP.name)
+
+    def test_vfio_chain_in_load_order(self):
+        k = fake_kernel(self.tmp)
+        order = k.resolve_modules(dkqvm.VFIO_MODULES)
+        self.assertEqual(sorted(order), sorted(["vfio", "vfio_iommu_type1", "vfio_virqfd", "irqbypass",
+                                                "vfio-pci-core", "vfio-pci"]))
+        for mod, info in VFIO_LIKE.items():
+            name = os.path.basename(mod)
+            for dep in filter(None, info["depends"].split(",")):
+                self.assertLess(order.index(dep), order.index(name), (dep, name, order))
+        # The absent softdep (vfio_iommu_spapr_tce, PowerPC only) is skipped.
+        self.assertNotIn("vfio_iommu_spapr_tce", order)
+
+    def test_xz_modules_builtins_aliases_and_missing(self):
+        k = fake_kernel(self.tmp, compress=".ko.xz", builtin=["lib/crc-builtin"], modules={
+            "fs/ext4/ext4": {"depends": "jbd2,crc16,mbcache", "softdep": "pre: crypto-crc32c"},
+            "fs/jbd2/jbd2": {"depends": "", "softdep": "pre: crypto-crc32c"},
+            "fs/mbcache": {"depends": "crc-builtin"},
+            "lib/crc16": {"depends": "", "_raw": True},       # no ELF: found as strings
+            "crypto/crc32c_generic": {"depends": "", "alias": ["crc32c", "crypto-crc32c"]},
+            "arch/x86/crypto/crc32c-intel": {"depends": "", "alias": ["crc32c", "crypto-crc32c"]},
+            "drivers/block/ublk_drv": {"depends": ""},
+            "drivers/x/needs_gone": {"depends": "gone"},
+        })
+        self.assertEqual(k.resolve_modules(["ext4"]), ["crc32c_generic", "jbd2", "crc16", "mbcache", "ext4"])
+        self.assertEqual(k.resolve_modules(["ublk_drv", "ublk-drv"]), ["ublk_drv"])
+        self.assertEqual(k.resolve_modules(["crc-builtin"]), [])     # built in: nothing to load
+        data = k.module_bytes("ext4")                                 # .ko.xz -> plain ELF
+        self.assertTrue(data.startswith(b"\x7fELF"))
+        self.assertEqual(dkqvm.parse_modinfo(data)["depends"], ["jbd2,crc16,mbcache"])
+        with self.assertRaisesRegex(dkqvm.HarnessError, "module gone not found"):
+            k.resolve_modules(["needs_gone"])
+        with self.assertRaisesRegex(dkqvm.HarnessError, "module nope not found"):
+            k.resolve_modules(["nope"])
+
+    def test_zstd_module_without_the_tool_is_a_clear_error(self):
+        k = fake_kernel(self.tmp, modules={"drivers/z/zmod": {"depends": "", "_ext": ".ko.zst"}})
+        real_which = dkqvm.shutil.which
+        dkqvm.shutil.which = lambda name: None if name == "zstd" else real_which(name)
+        try:
+            with self.assertRaisesRegex(dkqvm.HarnessError, "zstd-compressed.*apt-get install zstd"):
+                k.resolve_modules(["zmod"])
+        finally:
+            dkqvm.shutil.which = real_which
+
+    def test_initramfs_loads_resolved_modules_decompressed(self):
+        k = fake_kernel(self.tmp, compress=".ko.xz", modules={
+            "drivers/block/ublk_drv": {"depends": ""},
+            "drivers/scsi/scsi_common": {"depends": ""},
+            "drivers/scsi/scsi_mod": {"depends": "scsi_common"},
+            "drivers/nvme/host/nvme-core": {"depends": ""},
+            "drivers/nvme/host/nvme": {"depends": "nvme-core"}})
+        s = dkqvm.Scenario("m", self.tmp, {})
+        s.extra_modules = ["ublk_drv", "scsi_mod"]
+        s.packed_modules = ["nvme"]
+        bb = os.path.join(self.tmp, "bb")
+        open(bb, "wb").close()
+        s._build_initramfs(k, bb, os.path.join(self.tmp, "i.cpio"))
+        files = read_newc(os.path.join(self.tmp, "i.cpio"))
+        for m in ("vfio", "vfio-pci", "ublk_drv", "scsi_common", "scsi_mod", "nvme-core", "nvme"):
+            self.assertTrue(files[f"lib/modules/{m}.ko"].startswith(b"\x7fELF"), m)
+        loop = next(line for line in files["init"].decode().splitlines() if line.startswith("for m in"))
+        loaded = loop.split(" in ", 1)[1].split(";")[0].split()
+        self.assertEqual(loaded[-3:], ["ublk_drv", "scsi_common", "scsi_mod"])
+        self.assertNotIn("nvme", loaded)                   # packed only
+
+
+class KernelSeriesTest(unittest.TestCase):
+    def setUp(self):
+        self.saved = {k: os.environ.get(k) for k in ("DKQ_VM_CACHE", "DKQ_VM_KERNEL_PKG", "DKQ_VM_KERNEL_PKG_612")}
+
+    def tearDown(self):
+        for k, v in self.saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+    def test_series_names_and_overrides(self):
+        self.assertEqual(dkqvm.package_series("linux-image-6.1.0-57-amd64"), "6.1")
+        self.assertEqual(dkqvm.package_series("linux-image-6.12.118+deb12-amd64"), "6.12")
+        self.assertEqual(dkqvm.kernel_metapackage("6.1"), "linux-image-amd64")
+        self.assertEqual(dkqvm.kernel_metapackage("6.12"), "linux-image-6.12-amd64")
+        os.environ["DKQ_VM_KERNEL_PKG"] = "linux-image-6.1.0-1-amd64"
+        os.environ["DKQ_VM_KERNEL_PKG_612"] = "linux-image-6.12.1+deb12-amd64"
+        self.assertEqual(dkqvm.kernel_package(), "linux-image-6.1.0-1-amd64")
+        self.assertEqual(dkqvm.kernel_package("6.12"), "linux-image-6.12.1+deb12-amd64")
+        s = dkqvm.Scenario("k", tempfile.mkdtemp(dir=_TMP.name), {}, kernel="6.12")
+        self.assertEqual(s.kernel_series, "6.12")
+        self.assertEqual(dkqvm.Scenario("k", s.work, {}).kernel_series, "6.1")
+
+    def test_superseded_kernels_are_dropped_within_a_series_only(self):
+        os.environ["DKQ_VM_CACHE"] = tempfile.mkdtemp(dir=_TMP.name)
+        for d in ("linux-image-6.1.0-56-amd64", "linux-image-6.1.0-57-amd64",
+                  "linux-image-6.12.117+deb12-amd64", "linux-image-6.12.118+deb12-amd64"):
+            os.makedirs(os.path.join(os.environ["DKQ_VM_CACHE"], d))
+        dkqvm.drop_superseded_kernels("linux-image-6.12.118+deb12-amd64")
+        self.assertEqual(sorted(os.listdir(os.environ["DKQ_VM_CACHE"])),
+                         ["linux-image-6.1.0-56-amd64", "linux-image-6.1.0-57-amd64",
+                          "linux-image-6.12.118+deb12-amd64"])
+        dkqvm.drop_superseded_kernels("linux-image-6.1.0-57-amd64")
+        self.assertEqual(sorted(os.listdir(os.environ["DKQ_VM_CACHE"])),
+                         ["linux-image-6.1.0-57-amd64", "linux-image-6.12.118+deb12-amd64"])
+
+
+class HostProgramTest(unittest.TestCase):
+    """Debian programs go in with their shared libraries and the loader."""
+
+    MKFS = "/usr/sbin/mkfs.ext4"
+
+    def setUp(self):
+        if not os.path.exists(self.MKFS) or not dkqvm.shutil.which("ldd"):
+            self.skipTest("needs e2fsprogs (mkfs.ext4) and ldd on the host")
+        self.tmp = tempfile.mkdtemp(dir=_TMP.name)
+
+    def test_library_closure(self):
+        libs = dkqvm.library_closure(self.MKFS)
+        names = [os.path.basename(p) for p in libs]
+        for want in ("libext2fs.so.2", "libc.so.6", "ld-linux-x86-64.so.2"):
+            self.assertIn(want, names)
+        self.assertIn(dkqvm.elf_interpreter(self.MKFS), libs)
+        self.assertFalse(any("vdso" in p for p in libs))
+        self.assertEqual(dkqvm.library_closure(os.path.abspath(__file__)), [])   # a script
+
+    def test_packed_with_libraries_loader_and_symlinks(self):
+        s = dkqvm.Scenario("h", self.tmp, {})
+        self.assertEqual(s.host_program("mkfs.ext4"), self.MKFS)
+        s.host_program("fsck.ext4")
+        s.script("fmt", "mkfs.ext4 -q /dev/ublkb0 && echo formatted\n")
+        s.run("mkfs.ext4", "-V")
+        s.run("fmt")
+        with self.assertRaisesRegex(dkqvm.HarnessError, "not found on PATH"):
+            s.host_program("no-such-program-dkq")
+        bb = os.path.join(self.tmp, "bb")
+        open(bb, "wb").close()
+        with open(os.path.realpath(self.MKFS), "rb") as f:
+            host_before = f.read()
+        s._build_initramfs(FakeKernel(self.tmp), bb, os.path.join(self.tmp, "i.cpio"))
+        with open(os.path.realpath(self.MKFS), "rb") as f:
+            self.assertEqual(f.read(), host_before, "the host's program was modified")
+        files = read_newc(os.path.join(self.tmp, "i.cpio"), modes=True)
+        dup = [n for n in files if "#" in n]
+        self.assertEqual(dup, [], "packed twice")   # libc etc. shared by both programs
+
+        def resolve(name, depth=0):
+            """Follows symlinks inside the archive, as the guest kernel would."""
+            mode, body = files[name]
+            if stat.S_ISLNK(mode):
+                self.assertLess(depth, 10)
+                t = body.decode()
+                t = t.lstrip("/") if t.startswith("/") else os.path.normpath(os.path.join(os.path.dirname(name), t))
+                return resolve(t, depth + 1)
+            return name, body
+
+        # mkfs.ext4 stays a symlink to mke2fs (it behaves by its name).
+        self.assertTrue(stat.S_ISLNK(files["usr/sbin/mkfs.ext4"][0]))
+        self.assertEqual(files["usr/sbin/mkfs.ext4"][1], os.readlink(self.MKFS).encode())
+        with open(os.path.realpath(self.MKFS), "rb") as f:
+            self.assertEqual(resolve("usr/sbin/mkfs.ext4")[1], f.read())
+        for prog in ("/usr/sbin/mkfs.ext4", "/usr/sbin/fsck.ext4"):
+            for lib in dkqvm.library_closure(prog):
+                name, body = resolve(lib.lstrip("/"))
+                self.assertEqual(len(body), os.path.getsize(os.path.realpath(lib)), lib)
+        # The loader named in PT_INTERP is there (a symlink on Debian) and leads to a file.
+        interp = dkqvm.elf_interpreter(os.path.realpath(self.MKFS)).lstrip("/")
+        self.assertTrue(resolve(interp)[1].startswith(b"\x7fELF"))
+        self.assertEqual(stat.S_IMODE(files["etc/mtab"][0]) | stat.S_IFLNK, files["etc/mtab"][0])
+        self.assertEqual(files["etc/mtab"][1], b"/proc/self/mounts")
+        if os.path.exists("/etc/mke2fs.conf"):
+            self.assertIn("etc/mke2fs.conf", files)
+        init = files["init"][1].decode()
+        self.assertIn("export PATH=/bin:/usr/sbin:/usr/bin:/sbin", init)
+        self.assertIn(" /usr/sbin/mkfs.ext4 -V <", init)
+        self.assertIn(" /progs/fmt ", init)
+        self.assertTrue(files["progs/fmt"][1].startswith(b"#!/bin/sh\nmkfs.ext4"))
 
 
 class UserScenarioTest(unittest.TestCase):
