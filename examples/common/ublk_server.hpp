@@ -98,6 +98,19 @@ inline int check_kernel(const char* prog) {
   return 1;
 }
 
+// SIGINT/SIGTERM are taken by serve() through a signalfd, so they must be
+// blocked in every thread: call this before starting any thread of your own
+// (a thread started earlier would take the signal into the process's handler
+// and serve() would never see it). serve() calls it again; it is idempotent.
+inline sigset_t block_stop_signals() {
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  return sigs;
+}
+
 // Serves every disk until SIGINT/SIGTERM. Returns the process exit status.
 template <class Backend>
 int serve(std::vector<disk<Backend>>& disks, const options& o) {
@@ -110,11 +123,7 @@ int serve(std::vector<disk<Backend>>& disks, const options& o) {
   };
   // Signals are taken by this thread alone, through a signalfd; the queue
   // threads inherit the blocked mask.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  sigset_t sigs = block_stop_signals();
   const int sfd = ::signalfd(-1, &sigs, SFD_CLOEXEC);
   const int wake = ::eventfd(0, EFD_CLOEXEC);
 

@@ -783,6 +783,7 @@ class Scenario:
         self.extra_modules = []   # loaded (in this order) before devices are bound
         self.packed_modules = []  # shipped in /lib/modules/<name>.ko but not loaded
         self.extra_binds = []     # further BDFs (not scenario devices) to bind to vfio-pci
+        self.packed_programs = [] # /progs/<name> packed but not run (pack())
         self.kernel_args = []
         self.qemu_args = []       # raw QEMU arguments, appended after the devices as given
         os.makedirs(self.work, exist_ok=True)
@@ -844,6 +845,12 @@ class Scenario:
             raise HarnessError(f"host file {path} does not exist")
         self.host_files.append(path)
         return path
+
+    def pack(self, name, path):
+        """Packs host file `path` as /progs/<name> without running it: a file
+        the guest programs use (a shell library they source, a data file)."""
+        self.program(name, path)
+        self.packed_programs.append(name)
 
     def script(self, name, text):
         """A busybox sh script written by the scenario, packed as /progs/<name>
@@ -951,7 +958,7 @@ class Scenario:
         for p in extra:
             pack_host_path(c, p, host_packed)
         strip = shutil.which("strip")
-        for prog in sorted({r[1] for r in self.runs if r[1] in self.programs}):
+        for prog in sorted({r[1] for r in self.runs if r[1] in self.programs} | set(self.packed_programs)):
             src = self.programs[prog]
             check_guest_program(prog, src)
             if strip:
