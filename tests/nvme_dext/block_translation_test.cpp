@@ -369,3 +369,23 @@ TEST(NvmeDextTranslation, WriteZeroesZeroesTheRangeOnTheDevice) {
   ASSERT_TRUE(t2.init(r.q, 2, p).ok());
   EXPECT_EQ(t2.write_zeroes(1, 0, 1).code(), errc::not_supported);
 }
+
+// A FUA write (ublk's UBLK_IO_F_FUA, kIOStorageOptionForceUnitAccess) reaches
+// the device with FUA set in CDW12; a plain one without it.
+TEST(NvmeDextTranslation, FuaWritesCarryFuaToTheDevice) {
+  rig r;
+  r.start();
+  auto buf = r.plat.dma_alloc(4096);
+  ASSERT_TRUE(buf.ok());
+  dx::rw_request w{false, 1, buf->device.value(), 4096, 3, 1, false};
+  ASSERT_TRUE(r.t.read_write(w).ok());
+  r.run();
+  EXPECT_EQ(r.dev.fua_writes, 0u);
+  w.request_id = 2;
+  w.fua = true;
+  ASSERT_TRUE(r.t.read_write(w).ok());
+  r.run();
+  EXPECT_EQ(r.dev.writes, 2u);
+  EXPECT_EQ(r.dev.fua_writes, 1u);
+  EXPECT_EQ(r.q.fua_writes_posted(), 1u);
+}

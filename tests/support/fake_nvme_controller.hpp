@@ -90,7 +90,7 @@ class fake_nvme_controller {
   std::uint64_t media_error_lba = ~std::uint64_t{0};
 
   // ---- observations ----
-  std::uint64_t flushes = 0, reads = 0, writes = 0, write_zeroes = 0, deallocates = 0, aborts = 0;
+  std::uint64_t flushes = 0, reads = 0, writes = 0, write_zeroes = 0, deallocates = 0, aborts = 0, fua_writes = 0;
   std::uint64_t resets = 0, shutdowns = 0, dbbuf_configs = 0;
   std::uint64_t sq_mmio_writes[65]{};  // register doorbell writes seen per SQ (value changes)
   std::uint64_t protocol_errors = 0;   // what QEMU would trace as pci_nvme_err_*
@@ -507,6 +507,7 @@ class fake_nvme_controller {
           off += n;
         }
         ++(c.opcode == io_opc::read ? reads : writes);
+        if (c.opcode == io_opc::write && (c.cdw12 & (1u << 30)) != 0) ++fua_writes;  // FUA: CDW12 bit 30
         return complete(q, c.cid, 0);
       }
       case io_opc::write_zeroes:

@@ -184,6 +184,9 @@ class io_queue {
   std::uint64_t cq_mmio_writes() const noexcept { return cq_mmio_base_ + cq_db_mmio(); }
   std::uint64_t sq_doorbells() const noexcept { return qp_.sq().counters().doorbell_writes; }
   std::uint64_t commands_posted() const noexcept { return qp_.sq().counters().entries_posted; }
+  // Writes posted with FUA set (CDW12 bit 30): what a VM test compares with
+  // the FUA writes it asked for, since QEMU's NVMe model traces no FUA.
+  std::uint64_t fua_writes_posted() const noexcept { return fua_posted_; }
   std::uint64_t max_transfer() const noexcept { return prp_.max_transfer; }
   bool needs_reset() const noexcept { return needs_reset_; }
   // Completions the recovery path produced and poll() has not handed out yet.
@@ -341,7 +344,9 @@ class io_queue {
       return {errc::invalid_argument, "buffer length is not blocks x the namespace's LBA size", data.len};
     if (prp_.max_transfer != 0 && data.len > prp_.max_transfer)
       return {errc::constraint, "transfer beyond the controller's MDTS; split it (io_queue::max_transfer)", data.len};
-    return post(*s, &data, user, waiter);
+    status st = post(*s, &data, user, waiter);
+    if (st.ok() && fua) ++fua_posted_;
+    return st;
   }
 
   status post(nvme::sqe s, const dma_segment* data, std::uint64_t user,
@@ -471,6 +476,7 @@ class io_queue {
   nvme::prp_config prp_{};
   nvme::dptr_policy dptr_{};
   std::uint64_t protocol_errors_ = 0;
+  std::uint64_t fua_posted_ = 0;
   const char* last_proto_msg_ = "";
   std::uint64_t sq_mmio_base_ = 0, cq_mmio_base_ = 0;
 };
