@@ -20,6 +20,7 @@
 // on stdout.
 #pragma once
 
+#include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -87,6 +88,27 @@ inline ublk::queue_stats sum(const std::vector<ublk::queue_stats>& v) {
   return t;
 }
 }  // namespace detail
+
+// Devices whose server died without a clean stop stay registered (the
+// kernel keeps /dev/ublkc<N> until DEL_DEV). A new server removes those that
+// are dead, were not made recoverable, and whose server process is gone;
+// anything else (live, quiesced, someone else's running server) is left alone.
+inline void reclaim_dead(ublk::control& ctl, const char* prog) {
+  DIR* d = ::opendir("/dev");
+  if (d == nullptr) return;
+  while (dirent* e = ::readdir(d)) {
+    unsigned id = 0;
+    char tail = 0;
+    if (std::sscanf(e->d_name, "ublkc%u%c", &id, &tail) != 1) continue;
+    auto inf = ctl.info(id);
+    if (!inf || inf->state != UBLK_S_DEV_DEAD || (inf->flags & UBLK_F_USER_RECOVERY) != 0) continue;
+    if (inf->server_pid > 0 && (::kill(inf->server_pid, 0) == 0 || errno != ESRCH)) continue;
+    const status s = ctl.remove(id);
+    std::fprintf(stderr, "%s: serve: removed /dev/ublkc%u, left dead by a server that is gone: %s\n", prog, id,
+                 s.ok() ? "done" : s.message());
+  }
+  ::closedir(d);
+}
 
 // Exit status 1 with one clear line when this kernel cannot serve a disk
 // (no ublk_drv, not root); 0 when it can.
@@ -162,6 +184,8 @@ int serve(std::vector<disk<Backend>>& disks, const options& o) {
       if (q->t.joinable()) q->t.join();
   };
 
+  if (o.recover_id < 0) reclaim_dead(ctl, P);
+
   for (auto& dk : disks) {
     const auto nq = static_cast<std::uint16_t>(dk.queues.size());
     std::uint32_t id;
@@ -169,6 +193,11 @@ int serve(std::vector<disk<Backend>>& disks, const options& o) {
       auto inf = ctl.info(static_cast<std::uint32_t>(o.recover_id));
       if (!inf) {
         cleanup(remove_on_error);
+        if (inf.error().detail() == ENODEV) {
+          std::fprintf(stderr, "%s: serve --recover %d: there is no ublk device %d to recover\n", P, o.recover_id,
+                       o.recover_id);
+          return 1;
+        }
         return err("GET_DEV_INFO of the device to recover", inf.error());
       }
       if ((inf->flags & UBLK_F_USER_RECOVERY) == 0 || inf->state != UBLK_S_DEV_QUIESCED) {

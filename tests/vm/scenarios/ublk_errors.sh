@@ -41,4 +41,4 @@ serve_stop busy
 nothing_registered "after the busy test"
 # Bad arguments.
 expect_refusal "--depth 0" "depth" /progs/dkq_nvme serve $nvme --ns 1 --depth 0
-expect_refusal "--recover of a live-less id" "recover" /progs/dkq_nvme serve $nvme --ns 1 --recover 5
+expect_refusal "--recover of a device that does not exist" "no ublk device 5 to recover" /progs/dkq_nvme serve $nvme --ns 1 --recover 5

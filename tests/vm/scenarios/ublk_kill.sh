@@ -44,6 +44,9 @@ dmesg > /tmp/dmesg
 if grep -E "WARNING|BUG|Call Trace|hung_task" /tmp/dmesg; then fail "kernel warning after the kill"; fi
 echo "kernel log: no warning ($(grep -c . /tmp/dmesg) lines, I/O errors only)"
 serve_start k2 $N
+grep -q "removed /dev/ublkc0, left dead by a server that is gone: done" /tmp/serve-k2.err || fail "the dead device of the killed server was not reclaimed"
+[ "$(ls /dev/ublkc* | wc -l)" -eq 1 ] || fail "more than one ublk device registered: $(ls /dev/ublkc*)"
+echo "fresh serve: the killed server's dead /dev/ublkc0 was removed; one device registered"
 mount -t ext4 -o noatime "$DEV" /mnt/k || fail "mount after a fresh serve"
 tree_check /mnt/k A
 umount /mnt/k || fail "umount"
