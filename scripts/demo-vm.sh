@@ -29,6 +29,14 @@ section_scsi() {
     --prog dkq_scsi="$BUILD/tests/vm/vm_dkq_scsi"
 }
 
+# ---- ublk: dkq-nvme serve, then mkfs.ext4 + mount + fio on /dev/ublkb0 -------
+section_ublk() {
+  echo "=== dkq-nvme serve: the namespace as a Linux block device (ublk, docs/ublk.md): mkfs + fio ==="
+  cmake --build "$BUILD" --target vm_dkq_nvme -j"$(nproc)"
+  python3 tests/vm/scenarios/ublk_demo.py --work-dir "$BUILD/demo/ublk" --timeout 300 \
+    --prog dkq_nvme="$BUILD/tests/vm/vm_dkq_nvme"
+}
+
 # ---- further sections (e.g. the MegaRAID SAS driver) go here as section_<name> ----
 
 sections=("$@")
