@@ -191,9 +191,10 @@ class control {
     if (fd_ >= 0) ::close(fd_);
   }
 
-  // Opens /dev/ublk-control. The errors say what is missing.
-  status open() noexcept {
-    fd_ = ::open(control_path, O_RDWR | O_CLOEXEC);
+  // Opens /dev/ublk-control (`path`: another node, for tests). The errors
+  // say what is missing.
+  status open(const char* path = control_path) noexcept {
+    fd_ = ::open(path, O_RDWR | O_CLOEXEC);
     if (fd_ < 0) {
       const int e = errno;
       if (e == ENOENT || e == ENODEV || e == ENXIO)
