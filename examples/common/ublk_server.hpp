@@ -223,6 +223,13 @@ int serve(std::vector<disk<Backend>>& disks, const options& o) {
       }
       id = a->id;
       devs.push_back({id});
+      if (a->queues != nq || a->depth != dk.depth) {
+        // ublk_drv gives at most one hardware queue per CPU (and caps the depth).
+        std::fprintf(stderr, "%s: serve: the kernel granted %u queue(s) of depth %u for %u of depth %u "
+                     "(at most one queue per CPU): ask for fewer\n", P, a->queues, a->depth, nq, dk.depth);
+        cleanup(true);
+        return 1;
+      }
       if (status s = ctl.set_params(id, dk.limits); !s.ok()) {
         cleanup(true);
         return err("SET_PARAMS", s);

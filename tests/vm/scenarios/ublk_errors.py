@@ -5,7 +5,8 @@ leave nothing registered (no /dev/ublkc*, no /dev/ublkb*):
   - a kernel without ublk (ublk_drv unloaded), for both programs;
   - a namespace / logical drive that does not exist;
   - a controller already in use by a running server (its disk stays the only one);
-  - bad arguments (--depth 0, --recover of a device that does not exist).
+  - bad arguments (--depth 0, --recover of a device that does not exist,
+    --queues beyond the CPUs: ublk_drv grants one queue per CPU).
 Host: the script passed, and no command of the refused cases reached the
 devices as I/O (no NVMe I/O-queue Flush or write, no SCSI READ/WRITE).
 """

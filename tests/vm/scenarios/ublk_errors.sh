@@ -42,3 +42,5 @@ nothing_registered "after the busy test"
 # Bad arguments.
 expect_refusal "--depth 0" "depth" /progs/dkq_nvme serve $nvme --ns 1 --depth 0
 expect_refusal "--recover of a device that does not exist" "no ublk device 5 to recover" /progs/dkq_nvme serve $nvme --ns 1 --recover 5
+# More queues than CPUs (the guest has one): ublk_drv grants one per CPU.
+expect_refusal "--queues 2 on one CPU" "at most one queue per CPU" /progs/dkq_nvme serve $nvme --ns 1 --queues 2
