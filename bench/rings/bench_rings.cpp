@@ -5,6 +5,8 @@
 // names the implementation, everything else is the case):
 //   spsc_stream/cap:C/batch:B/impl:X   1 producer -> 1 consumer, streaming
 //   spsc_pingpong/cap:1024/impl:X      round trip over two rings
+//   spsc_stack_b1/cap:1024/batch:1/impl:X   issue 17: dkq's ring object on
+//       the producer's stack, init(1024), push_burst/pop_burst of 1
 //   mpsc_stream/cap:1024/batch:B/impl:X   2 producers -> 1 consumer
 //   mpmc_stream/cap:1024/batch:B/impl:X   2 producers -> 2 consumers
 //
@@ -49,6 +51,7 @@ struct case_cfg {
   int producers = 1;
   int consumers = 1;
   bool probe = false;  // probe rows also report calls per 1000 items
+  bool burst1 = false;  // batch 1 through the burst calls (push(buf, 1)), not push1
 };
 
 // ---- shared fixture -------------------------------------------------------------
@@ -67,6 +70,9 @@ struct fixture_base {
   int arrivals = 0;                    // threads that joined so far (all runs)
   std::atomic<std::uint64_t> sum{0};   // multi-consumer checksum
   std::atomic<int> consumers_done{0};
+  // spsc_stack_b1: the producer's on-stack queue, handed to the consumer.
+  std::atomic<void*> stack_q{nullptr};
+  std::atomic<bool> stack_done{false};
 };
 
 template <class Impl>
@@ -198,8 +204,9 @@ concept has_pop_visit = requires(C c, bool& b) {
 // ---- streaming: P producers -> C consumers -----------------------------------------
 
 template <class Impl>
-void stream_producer(benchmark::State& st, fixture<Impl>& f, const case_cfg& c, int id) {
-  typename Impl::producer p{*f.q};
+void stream_producer(benchmark::State& st, fixture<Impl>& f, const case_cfg& c, int id,
+                     typename Impl::queue* own = nullptr) {
+  typename Impl::producer p{own != nullptr ? *own : *f.q};
   const std::uint32_t batch = c.batch;
   std::uint64_t next = 1, full = 0, calls = 0;
   elem buf[max_batch];
@@ -223,7 +230,7 @@ void stream_producer(benchmark::State& st, fixture<Impl>& f, const case_cfg& c, 
       }
     } else {
       for (std::uint32_t i = 0; i < batch; ++i) buf[i] = make_value(static_cast<std::uint64_t>(id), next + i);
-      if (batch == 1) {
+      if (batch == 1 && !c.burst1) {
         while (!p.push1(buf[0])) {
           if (spins == 0) ++full;
           if (harness_wait(spins, f.abort)) break;
@@ -261,8 +268,9 @@ void stream_producer(benchmark::State& st, fixture<Impl>& f, const case_cfg& c, 
 }
 
 template <class Impl>
-void stream_consumer(benchmark::State& st, fixture<Impl>& f, const case_cfg& c) {
-  typename Impl::consumer q{*f.q};
+void stream_consumer(benchmark::State& st, fixture<Impl>& f, const case_cfg& c,
+                     typename Impl::queue* own = nullptr) {
+  typename Impl::consumer q{own != nullptr ? *own : *f.q};
   // Each iteration takes this consumer's share of one round of batches.
   const std::uint32_t share = c.batch * static_cast<std::uint32_t>(c.producers / c.consumers);
   const std::uint32_t chunk = std::min(share, max_batch);
@@ -297,7 +305,7 @@ void stream_consumer(benchmark::State& st, fixture<Impl>& f, const case_cfg& c) 
       std::uint32_t k;
       if constexpr (has_pop_visit<typename Impl::consumer>) {
         k = q.pop_visit(std::min(chunk, share - done), check, bad);
-      } else if (share == 1) {
+      } else if (share == 1 && !c.burst1) {
         k = q.pop1(buf[0]) ? 1u : 0u;
         if (k != 0 && !check(buf, 1)) bad = true;
       } else {
@@ -369,6 +377,51 @@ void stream_case(benchmark::State& st, const case_cfg* c) {
     stream_producer<Impl>(st, f, *c, t);
   else
     stream_consumer<Impl>(st, f, *c);
+}
+
+// ---- issue 17: the ring object on the producer's stack, burst of 1 ---------------
+//
+// What an application writes: the ring is a local of the thread that
+// produces, init(1024) allocates its slots, and both sides move one element
+// per push_burst / pop_burst call. The producer builds the ring in its own
+// frame each run and hands its address to the consumer; peers without an
+// on-stack form (rte_ring) use the shared heap queue, as in every other case.
+
+template <class Impl>
+void stack_case(benchmark::State& st, const case_cfg* c) {
+  const int t = st.thread_index();
+  if (!pin_self(cpu_for_role(t))) {
+    st.SkipWithError("pthread_setaffinity_np failed");
+    return;
+  }
+  auto& f = acquire<Impl>(c, c->capacity, false, cpu_for_role(1), st.threads());
+  if constexpr (requires { Impl::on_stack; }) {
+    if (t == 0) {
+      typename Impl::queue local;
+      if (!Impl::init(local, c->capacity)) {
+        fail(st, f, "ring init failed");
+        f.stack_q.store(&local);  // let the consumer start and see the abort
+      } else {
+        f.stack_q.store(&local);
+        stream_producer<Impl>(st, f, *c, 0, &local);
+      }
+      // The consumer still reads `local` until it has everything.
+      while (!f.stack_done.load() && !f.abort.load()) cpu_pause();
+      while (!f.stack_done.load()) cpu_pause();
+      f.stack_done.store(false);
+      f.stack_q.store(nullptr);
+    } else {
+      void* q = nullptr;
+      while ((q = f.stack_q.load()) == nullptr) cpu_pause();
+      stream_consumer<Impl>(st, f, *c, static_cast<typename Impl::queue*>(q));
+      f.stack_done.store(true);
+    }
+  } else {
+    if (t == 0)
+      stream_producer<Impl>(st, f, *c, 0);
+    else
+      stream_consumer<Impl>(st, f, *c);
+  }
 }
 
 // ---- ping-pong: round trip over two SPSC rings -----------------------------------
@@ -485,6 +538,14 @@ void add_stream(const char* family, case_cfg c) {
 }
 
 template <class Impl>
+void add_stack_b1() {
+  configs().push_back(std::make_unique<case_cfg>(case_cfg{1024, 1, 1, 1, false, true}));
+  const case_cfg* cfg = configs().back().get();
+  std::string name = std::string("spsc_stack_b1/cap:1024/batch:1/impl:") + Impl::name;
+  benchmark::RegisterBenchmark(name.c_str(), stack_case<Impl>, cfg)->Threads(2)->UseRealTime();
+}
+
+template <class Impl>
 void add_pingpong() {
   configs().push_back(std::make_unique<case_cfg>(case_cfg{1024, 1, 1, 1}));
   const case_cfg* cfg = configs().back().get();
@@ -562,6 +623,10 @@ void register_all() {
   for (std::uint32_t batch : {1u, 8u, 32u, 256u})
     add_one_thread_all<dkq_impl<mode::spsc> DKQ_RTE(mode::spsc) DKQ_BOOST_SPSC DKQ_RWQ
                            DKQ_AQ(mode::spsc)>(case_cfg{1024, batch, 1, 1});
+  add_stack_b1<dkq_stack_impl>();
+#if defined(DKQ_BENCH_HAVE_DPDK)
+  add_stack_b1<rte_impl<mode::spsc>>();
+#endif
   add_pingpong_all<dkq_impl<mode::spsc> DKQ_RTE(mode::spsc) DKQ_BOOST_SPSC DKQ_RWQ
                        DKQ_AQ(mode::spsc)>();
   for (std::uint32_t batch : {1u, 32u}) {

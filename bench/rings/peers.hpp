@@ -146,6 +146,37 @@ struct dkq_impl {
   };
 };
 
+// spsc_stack_b1 (issue 17): the ring object itself, no separate slot memory:
+// the case builds it on the producer's stack and init(capacity) allocates.
+struct dkq_stack_impl {
+  static constexpr const char* name = "dkq_on_stack";
+  static constexpr bool on_stack = true;
+  using ring = dkq::spsc_ring<elem>;
+  struct queue {
+    ring r;
+  };
+  static bool init(queue& q, std::uint32_t cap) { return q.r.init(cap).ok(); }
+  // The shared fixture still builds one (unused) on the heap.
+  static queue* create(std::uint32_t cap) {
+    queue* q = make_on_node<queue>();
+    if (!init(*q, cap)) std::abort();
+    return q;
+  }
+  static void destroy(queue* q) { destroy_on_node(q); }
+  struct producer {
+    ring& r;
+    explicit producer(queue& q) : r(q.r) {}
+    std::uint32_t push(const elem* s, std::uint32_t n) { return r.push_burst(s, n); }
+    bool push1(elem v) { return r.try_push(v); }
+  };
+  struct consumer {
+    ring& r;
+    explicit consumer(queue& q) : r(q.r) {}
+    std::uint32_t pop(elem* d, std::uint32_t n) { return r.pop_burst(d, n); }
+    bool pop1(elem& v) { return r.try_pop(v); }
+  };
+};
+
 // Probe row: dkq's SPSC ring with twice the slots asked for (so capacity 2 *
 // cap), the same slot memory that rte_ring's EXACT_SZ ring gets for cap.
 struct dkq_2xslots_impl : dkq_impl<mode::spsc> {

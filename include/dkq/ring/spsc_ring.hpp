@@ -11,6 +11,17 @@
 // per item (rigtorp: 5.5 M -> 112 M items/s from this alone). Bulk operations
 // publish one index store per batch.
 //
+// Temporal slip (FastForward, Giacomoni et al., PPoPP 2008, "temporal
+// slipping"): when the consumer has to refresh its copy of tail_ and finds the
+// producer fewer than `slip_items` (256 bytes of slots) ahead, it executes one
+// PAUSE before returning what it found. A consumer that is cheaper per item
+// than its producer otherwise settles right behind it: every pop then reads
+// the slot line and the tail_ line the producer is writing, four cache-line
+// transfers per item, and its polling slows the producer further, so the pair
+// stays there (bench/rings/NOTES.md, "SPSC at batch 1: the slow state"). The
+// PAUSE costs only on that path (and once per hop in ping-pong use); nothing
+// is withheld, so emptiness and the memory orders are unchanged.
+//
 // Indices are free-running uint32_t, masked on access, so all capacity slots
 // are usable (no slack slot) and `tail - head` is the fill level modulo 2^32.
 // Capacity is a power of two, 1 .. 2^31.
@@ -133,6 +144,7 @@ class spsc_ring {
     const std::uint32_t h = cons_.head;
     if (DKQ_UNLIKELY(cons_.tail_cache == h)) {
       cons_.tail_cache = tail_.v.load(std::memory_order_acquire);
+      if (cons_.tail_cache - h < slip_items) cpu_relax();
       if (cons_.tail_cache == h) return false;
     }
     out = cfg_.slots[h & cfg_.mask];
@@ -203,6 +215,7 @@ class spsc_ring {
     if (avail < want) {
       cons_.tail_cache = tail_.v.load(std::memory_order_acquire);
       avail = cons_.tail_cache - cons_.head;
+      if (avail < slip_items) cpu_relax();
     }
     return avail;
   }
@@ -255,6 +268,10 @@ class spsc_ring {
     if (n == 0) return {};
     return ring_detail::spans_at<T, const T>(cfg_.slots, cfg_.mask, cons_.head, n);
   }
+
+  // See "Temporal slip" above: 256 bytes of slots, at least one.
+  static constexpr std::uint32_t slip_items =
+      sizeof(T) >= 256 ? 1u : static_cast<std::uint32_t>(256 / sizeof(T));
 
   struct alignas(cache_line) config {
     T* slots = nullptr;
