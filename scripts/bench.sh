@@ -117,6 +117,8 @@ $runner "$build/bench/queue/queue_bench" --benchmark_repetitions=3 \
 # was last measured; scripts/nvme_perf_report.py regenerates bench/nvme/REPORT.md.
 append=()
 [ -f "$root/bench/nvme/REPORT.md" ] && append=(--append "$root/bench/nvme/REPORT.md")
+# dkq-nvme serve (ublk) against Linux's driver, as tests/vm/experiments/ublk_perf.py last measured it.
+[ -f "$root/bench/nvme/UBLK.md" ] && append+=(--append "$root/bench/nvme/UBLK.md")
 # Coroutine vs callback on the device queue, as bench/queue/coro.sh last measured it.
 [ -f "$root/bench/queue/CORO.md" ] && append+=(--append "$root/bench/queue/CORO.md")
 "$py" "$root/scripts/bench_report.py" "$run_json" "$dma_json" "$queue_json" \
