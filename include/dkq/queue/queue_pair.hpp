@@ -84,7 +84,7 @@ class queue_pair {
       return status{errc::no_space, "all command tags are in use"};
     std::memcpy(slot, sqe, Layout::sqe_size);
     Layout::set_cid(slot, cid);
-    (void)sq_.post_in_place();  // cannot fail: next_entry() found room
+    sq_.post_next_entry();  // next_entry() found room
     return cid;
   }
 

@@ -173,10 +173,15 @@ class submission_queue {
   }
   DKQ_ALWAYS_INLINE status post_in_place() noexcept {
     if (DKQ_UNLIKELY(free_slots() == 0)) return {errc::no_space, "submission queue is full"};
+    post_next_entry();
+    return ok_status;
+  }
+  // post_in_place() for a caller that has just had a non-null next_entry()
+  // and posted nothing since (the queue pair's submit): the room is known.
+  DKQ_ALWAYS_INLINE void post_next_entry() noexcept {
     reserved_ = 0;  // a single post cancels an open reservation (its slots moved)
     advance(1);
     after_post();
-    return ok_status;
   }
 
   // Copy one entry in and advance the tail; rings under the immediate policy

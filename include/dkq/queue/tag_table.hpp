@@ -80,6 +80,7 @@ class tag_table {
     Ctx ctx;
     std::uint64_t deadline;
     std::uint16_t gen;        // generation of the current (or last) occupant
+    std::uint16_t cid;        // make_cid(slot, gen): the current (free: the next) occupant's identifier
     std::uint16_t next_free;  // free-list link
     tag_state state;
     bool late_seen;           // a completion arrived after the timeout
@@ -147,7 +148,7 @@ class tag_table {
     s.used = true;
     ++busy_;
     ++counters_.acquired;
-    cid = make_cid(idx, s.gen);
+    cid = s.cid;  // computed when the slot was freed: nothing to build on the hot path
     return true;
   }
 
@@ -167,7 +168,8 @@ class tag_table {
     const std::uint32_t idx = idx_of(cid);
     if (DKQ_UNLIKELY(idx >= count_)) return false;
     slot& s = slots_[idx];
-    if (DKQ_UNLIKELY(s.state != tag_state::in_flight || s.gen != gen_of(cid))) return false;
+    // One compare covers index and generation (s.cid is make_cid(idx, s.gen)).
+    if (DKQ_UNLIKELY(s.cid != cid || s.state != tag_state::in_flight)) return false;
     out = s.ctx;
     free_slot(idx);
     ++counters_.completed;
@@ -287,6 +289,7 @@ class tag_table {
     for (std::uint32_t i = 0; i < count; ++i) {
       slots_[i] = slot{};
       slots_[i].state = tag_state::free;
+      slots_[i].cid = make_cid(static_cast<std::uint16_t>(i), 0);  // never 0xFFFF: base + count <= 16384
       slots_[i].next_free = i + 1 < count ? static_cast<std::uint16_t>(i + 1) : end_of_list;
     }
     free_head_ = 0;
@@ -309,8 +312,13 @@ class tag_table {
     // Next occupant gets the next generation; skip the one value that would
     // make the identifier 0xFFFF.
     std::uint16_t g = static_cast<std::uint16_t>((s.gen + 1) & gen_mask_);
-    if (make_cid(static_cast<std::uint16_t>(idx), g) == 0xffff) g = static_cast<std::uint16_t>((g + 1) & gen_mask_);
+    std::uint16_t c = make_cid(static_cast<std::uint16_t>(idx), g);
+    if (c == 0xffff) {
+      g = static_cast<std::uint16_t>((g + 1) & gen_mask_);
+      c = make_cid(static_cast<std::uint16_t>(idx), g);
+    }
     s.gen = g;
+    s.cid = c;
     s.next_free = free_head_;
     free_head_ = static_cast<std::uint16_t>(idx);
     --busy_;
