@@ -76,12 +76,14 @@ def server_stats(output, device=None):
     return out
 
 
-def ublk_scenario(name, mib=64, megasas=True):
+def ublk_scenario(name, mib=64, megasas=True, second=False):
     """A 6.12 guest (ublk_drv is not in 6.1) with ublk_drv and ext4 loaded,
     the Debian programs, the guest scripts, one QEMU NVMe controller (slot 4,
     namespace 1 of `mib` MiB with 4 KiB logical blocks, so 512-byte sectors
     and LBAs differ) and, when `megasas`, one megasas-gen2 (slot 5, logical
-    drive 0 of `mib` MiB, 512-byte blocks). Returns (s, nvme, ns_disk, mfi, ld_disk)."""
+    drive 0 of `mib` MiB, 512-byte blocks). `second`: also namespace 2 (8 MiB,
+    512-byte blocks) and logical drive 1 (8 MiB), for `--ns all` / `--target
+    all`. Returns (s, nvme, ns_disk, mfi, ld_disk)."""
     import os
     from dkqvm import Scenario
     here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scenarios")
@@ -101,8 +103,14 @@ def ublk_scenario(name, mib=64, megasas=True):
     nvme.qemu_args += ["-drive", f"file={ns.path},if=none,id={ns.name},format=raw,cache=writeback",
                        "-device", f"nvme-ns,drive={ns.name},bus=nvme0,nsid=1,"
                                   "logical_block_size=4096,physical_block_size=4096"]
+    if second:
+        ns2 = s.disk(name + "_ns2", mib=8)
+        nvme.qemu_args += ["-drive", f"file={ns2.path},if=none,id={ns2.name},format=raw,cache=writeback",
+                           "-device", f"nvme-ns,drive={ns2.name},bus=nvme0,nsid=2,"
+                                      "logical_block_size=512,physical_block_size=512"]
     mfi = ld = None
     if megasas:
         ld = s.disk(name + "_ld0", mib=mib)
-        mfi = s.megasas("mfi0", slot=5, disks=[ld])
+        disks = [ld] + ([s.disk(name + "_ld1", mib=8)] if second else [])
+        mfi = s.megasas("mfi0", slot=5, disks=disks)
     return s, nvme, ns, mfi, ld

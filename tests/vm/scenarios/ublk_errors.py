@@ -5,10 +5,13 @@ leave nothing registered (no /dev/ublkc*, no /dev/ublkb*):
   - a kernel without ublk (ublk_drv unloaded), for both programs;
   - a namespace / logical drive that does not exist;
   - a controller already in use by a running server (its disk stays the only one);
+  - and, as the good case beside them: --ns all / --target all serve every
+    namespace / logical drive at once (two disks each, their own sizes and
+    block sizes), and each is readable;
   - bad arguments (--depth 0, --recover of a device that does not exist,
     --queues beyond the CPUs: ublk_drv grants one queue per CPU).
-Host: the script passed, and no command of the refused cases reached the
-devices as I/O (no NVMe I/O-queue Flush or write, no SCSI READ/WRITE).
+Host: the script passed; nothing was written to any disk, and the devices
+saw exactly one flush per disk served (its final one) and nothing else.
 """
 import os
 import sys
@@ -19,21 +22,24 @@ from ublk_checks import server_stats, ublk_scenario  # noqa: E402
 
 
 def main():
-    s, nvme, ns, mfi, ld = ublk_scenario("ublk_errors", mib=16)
+    s, nvme, ns, mfi, ld = ublk_scenario("ublk_errors", mib=16, second=True)
     s.trace_patterns = ["pci_nvme_err_*", "pci_nvme_flush_ns", "pci_nvme_write", "megasas_*", "scsi_req_parsed"]
     s.run("ublk_errors", nvme.bdf, mfi.bdf, label="errors", timeout=300)
     r = s.boot()
     r.require_passed()
     p = r.program("errors")
     st = server_stats(p.output) if p else []
-    # The one server that ran (the "busy" case) served nothing but what the
-    # kernel read to probe the disk; its final flush is the only Flush.
-    if r.check(len(st) == 1, "the busy-case server gave no stop report"):
-        r.check(r.trace.count("pci_nvme_flush_ns") == st[0]["flushes"] + 1,
-                f"NVMe Flush at the device {r.trace.count('pci_nvme_flush_ns')}, server FLUSH {st[0]['flushes']} + 1")
-        r.check(r.trace.count("pci_nvme_write") == 0, "a refused serve wrote to the NVMe namespace")
-    writes = sum(r.trace.count("scsi_req_parsed", command=c) for c in (0x2a, 0x8a, 0x28, 0x88))
-    r.check(writes == 0, f"a refused serve moved data on the MegaRAID drive ({writes} READ/WRITE CDBs)")
+    # The servers that ran (--ns all, --target all, the busy case) served the
+    # kernel's probing reads; each disk's final flush is its only flush. The
+    # refused ones sent nothing at all.
+    nvme_st = [x for x in st if "ublkb" in x.get("device", "")]
+    if r.check(len(nvme_st) == 5, f"stop reports: {len(nvme_st)}, want 2 (--ns all) + 2 (--target all) + 1 (busy)"):
+        flushes = sum(x["flushes"] + 1 for x in nvme_st)
+        dev = r.trace.count("pci_nvme_flush_ns") + r.trace.count("scsi_req_parsed", command=0x35)
+        r.check(dev == flushes, f"device flushes {dev} (NVMe + SCSI), servers' FLUSH + final {flushes}")
+        r.check(r.trace.count("pci_nvme_write") == 0, "a serve wrote to an NVMe namespace")
+    writes = sum(r.trace.count("scsi_req_parsed", command=c) for c in (0x2a, 0x8a))
+    r.check(writes == 0, f"a serve wrote to a MegaRAID drive ({writes} WRITE CDBs)")
     log(f"refusals: {p.output.count('refused with status') if p else 0} cases, nothing registered after any")
     return r.finish()
 

@@ -28,6 +28,37 @@ insmod /lib/modules/ublk_drv.ko || fail "insmod ublk_drv"
 # Targets that do not exist.
 expect_refusal "namespace 9" "namespace 9 is not active" /progs/dkq_nvme serve $nvme --ns 9
 expect_refusal "target 7" "not a logical drive" /progs/dkq_scsi serve $mfi --target 7
+# The good case beside them: every namespace / logical drive at once.
+serve_all() {  # WHAT CMD...
+  what=$1
+  shift
+  "$@" --json > /tmp/all.out 2> /tmp/all.err &
+  pid=$!
+  i=0
+  while [ "$(grep -c '"event":"serving"' /tmp/all.out)" -lt 2 ] && [ $i -lt 400 ]; do
+    kill -0 $pid 2> /dev/null || { cat /tmp/all.err; fail "$what: server exited"; }
+    sleep 0.05
+    i=$((i + 1))
+  done
+  [ "$(grep -c '"event":"serving"' /tmp/all.out)" -eq 2 ] || { cat /tmp/all.err; fail "$what: not two disks"; }
+  grep '"event":"serving"' /tmp/all.out | while read -r line; do
+    dev=$(echo "$line" | sed -n 's/.*"device":"\([^"]*\)".*/\1/p')
+    lbs=$(echo "$line" | sed -n 's/.*"logical_block":\([0-9]*\).*/\1/p')
+    sec=$(echo "$line" | sed -n 's/.*"sectors":\([0-9]*\).*/\1/p')
+    b=${dev#/dev/}
+    [ -b "$dev" ] || fail "$what: $dev missing"
+    [ "$(cat /sys/block/$b/queue/logical_block_size)" = "$lbs" ] || fail "$what: $dev block size"
+    [ "$(cat /sys/block/$b/size)" = "$sec" ] || fail "$what: $dev size"
+    dd if="$dev" of=/dev/null bs=4096 count=16 2> /dev/null || fail "$what: reading $dev"
+    echo "$what: $dev: $lbs-byte blocks, $sec sectors, readable"
+  done || exit 1
+  kill -TERM $pid
+  wait $pid || { cat /tmp/all.err; fail "$what: exit status after SIGTERM"; }
+  cat /tmp/all.out
+  nothing_registered "$what after SIGTERM"
+}
+serve_all "--ns all" /progs/dkq_nvme serve $nvme --ns all
+serve_all "--target all" /progs/dkq_scsi serve $mfi --target all
 # The controller already in use by a running server.
 serve_start busy /progs/dkq_nvme serve $nvme --ns 1 --json
 /progs/dkq_nvme serve $nvme --ns 1 > /tmp/out 2>&1
