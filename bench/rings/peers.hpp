@@ -110,6 +110,24 @@ struct dkq_wait_name<counting_wait<1>> {
   static constexpr const char* value = "dkq_yield_at_once";
 };
 
+// The harness's producer / consumer interface over a dkq ring held in
+// `Queue::r` (shared by every dkq row).
+template <class Ring, class Queue>
+struct dkq_endpoints {
+  struct producer {
+    Ring& r;
+    explicit producer(Queue& q) : r(q.r) {}
+    std::uint32_t push(const elem* s, std::uint32_t n) { return r.push_burst(s, n); }
+    bool push1(elem v) { return r.try_push(v); }
+  };
+  struct consumer {
+    Ring& r;
+    explicit consumer(Queue& q) : r(q.r) {}
+    std::uint32_t pop(elem* d, std::uint32_t n) { return r.pop_burst(d, n); }
+    bool pop1(elem& v) { return r.try_pop(v); }
+  };
+};
+
 template <mode M, class Wait = dkq::default_wait>
 struct dkq_impl {
   static constexpr const char* name = dkq_wait_name<Wait>::value;
@@ -132,18 +150,8 @@ struct dkq_impl {
     bench_free(q->slots);
     destroy_on_node(q);
   }
-  struct producer {
-    ring& r;
-    explicit producer(queue& q) : r(q.r) {}
-    std::uint32_t push(const elem* s, std::uint32_t n) { return r.push_burst(s, n); }
-    bool push1(elem v) { return r.try_push(v); }
-  };
-  struct consumer {
-    ring& r;
-    explicit consumer(queue& q) : r(q.r) {}
-    std::uint32_t pop(elem* d, std::uint32_t n) { return r.pop_burst(d, n); }
-    bool pop1(elem& v) { return r.try_pop(v); }
-  };
+  using producer = typename dkq_endpoints<ring, queue>::producer;
+  using consumer = typename dkq_endpoints<ring, queue>::consumer;
 };
 
 // spsc_stack_b1 (issue 17): the ring object itself, no separate slot memory:
@@ -163,18 +171,8 @@ struct dkq_stack_impl {
     return q;
   }
   static void destroy(queue* q) { destroy_on_node(q); }
-  struct producer {
-    ring& r;
-    explicit producer(queue& q) : r(q.r) {}
-    std::uint32_t push(const elem* s, std::uint32_t n) { return r.push_burst(s, n); }
-    bool push1(elem v) { return r.try_push(v); }
-  };
-  struct consumer {
-    ring& r;
-    explicit consumer(queue& q) : r(q.r) {}
-    std::uint32_t pop(elem* d, std::uint32_t n) { return r.pop_burst(d, n); }
-    bool pop1(elem& v) { return r.try_pop(v); }
-  };
+  using producer = typename dkq_endpoints<ring, queue>::producer;
+  using consumer = typename dkq_endpoints<ring, queue>::consumer;
 };
 
 // Probe row: dkq's SPSC ring with twice the slots asked for (so capacity 2 *

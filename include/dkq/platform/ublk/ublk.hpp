@@ -298,17 +298,13 @@ class control {
     if (fd_ < 0) return status{errc::not_initialized, "ublk control not open"};
     io_uring_sqe* e = ring_.sqe();
     if (e == nullptr) return status{errc::busy, "ublk control ring full"};
-    e->opcode = IORING_OP_URING_CMD;
-    e->fd = fd_;
-    e->cmd_op = op;
-    e->user_data = op;
     ublksrv_ctrl_cmd c{};
     c.dev_id = id;
     c.queue_id = 0xffff;  // "-1": not a queue command
     c.addr = reinterpret_cast<std::uint64_t>(buf);
     c.len = len;
     c.data[0] = data0;
-    std::memcpy(e->cmd, &c, sizeof c);
+    uring::prep_uring_cmd(e, fd_, op, op, &c, sizeof c);
     for (;;) {
       auto s = ring_.submit(1);
       if (!s) return s.error();
@@ -508,17 +504,13 @@ class queue_server {
   status queue_cmd(std::uint32_t op, std::uint16_t tag, std::int32_t res) noexcept {
     io_uring_sqe* e = sqe();
     if (e == nullptr) return {errc::busy, "io_uring submission ring full"};
-    e->opcode = IORING_OP_URING_CMD;
-    e->fd = cdev_;
-    e->cmd_op = op;
-    e->user_data = tag;
     ublksrv_io_cmd c{};
     c.q_id = q_;
     c.tag = tag;
     c.result = res;
     c.addr = reinterpret_cast<std::uint64_t>(bufs_[tag].cpu);
     static_assert(sizeof c <= 16, "ublksrv_io_cmd fits a 64-byte entry");
-    std::memcpy(e->cmd, &c, sizeof c);
+    uring::prep_uring_cmd(e, cdev_, op, tag, &c, sizeof c);
     return ok_status;
   }
 

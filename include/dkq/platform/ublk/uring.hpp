@@ -108,6 +108,17 @@ class uring {
     return e;
   }
 
+  // Fills `e` as an IORING_OP_URING_CMD for `fd`: command `op`, its payload
+  // (at most 16 bytes in a 64-byte entry, 80 in a 128-byte one) at sqe->cmd.
+  static void prep_uring_cmd(io_uring_sqe* e, int fd, std::uint32_t op, std::uint64_t user, const void* payload,
+                             std::size_t bytes) noexcept {
+    e->opcode = IORING_OP_URING_CMD;
+    e->fd = fd;
+    e->cmd_op = op;
+    e->user_data = user;
+    std::memcpy(e->cmd, payload, bytes);
+  }
+
   // Publishes the prepared entries and enters the kernel once: submits them
   // and, when wait_nr > 0, waits for that many completions or `timeout_ns`
   // (0: no limit). Returns the number the kernel consumed. EINTR and ETIME
