@@ -77,26 +77,49 @@ class queue_pair {
   // copied; its identifier field is overwritten.
   DKQ_ALWAYS_INLINE result<std::uint16_t> submit(const void* sqe, const Ctx& ctx,
                                                  std::uint64_t deadline = no_deadline) noexcept {
-    void* slot = sq_.next_entry();
-    if (DKQ_UNLIKELY(slot == nullptr)) return sq_full();
+    if (DKQ_UNLIKELY(sq_.free_slots() == 0)) {
+      settle_head();  // a batch being reaped (submit from on_complete) may have freed slots
+      if (sq_.free_slots() == 0) return sq_full();
+    }
     std::uint16_t cid;
     if (DKQ_UNLIKELY(!tags_.try_acquire(ctx, deadline, cid)))
       return status{errc::no_space, "all command tags are in use"};
+    bool ring_now;
+    void* slot = sq_.claim_next(ring_now);  // free_slots() found room
     std::memcpy(slot, sqe, Layout::sqe_size);
     Layout::set_cid(slot, cid);
-    sq_.post_next_entry();  // next_entry() found room
+    sq_.finish_claim(ring_now);
     return cid;
   }
 
   // Drain up to `budget` completions. on_complete(Ctx&, const cqe_type&) for
   // each delivered command, on_error(status, const cqe_type&) for each entry
-  // that is not delivered. Returns the number of entries consumed.
+  // that is not delivered and for each entry whose SQ head is impossible
+  // (its command is still delivered if its identifier is good). Returns the
+  // number of entries consumed.
+  //
+  // SQ heads are checked per entry against the window open at the start of
+  // the batch (the head then, the entries rung and not yet consumed;
+  // submission_queue::head_window) and the last good one is kept; it is
+  // taken once, at the end of the batch, or earlier if a submit from
+  // on_complete finds the ring full. A head outside the window is checked
+  // again exactly (the window grows if on_complete rang new entries the
+  // device has already consumed) before it is reported.
   template <class OnComplete, class OnError>
   DKQ_ALWAYS_INLINE std::uint32_t process_completions(std::uint32_t budget, OnComplete&& on_complete,
                                                       OnError&& on_error) noexcept {
+    auto window = sq_.window();
     const std::uint32_t n = cq_.reap(budget, [&](const cqe_type& e) {
-      if (DKQ_UNLIKELY(!sq_.try_update_head(Layout::cq_layout::sq_head(e))))
-        on_error(sq_.update_head(Layout::cq_layout::sq_head(e)), e);
+      const std::uint32_t h = Layout::cq_layout::sq_head(e);
+      if (DKQ_LIKELY(window.ok(h))) {
+        pending_head_ = h;
+      } else {
+        settle_head();
+        if (sq_.try_update_head(h))
+          window = sq_.window();
+        else
+          on_error(sq_.update_head(h), e);
+      }
       Ctx ctx{};
       if (DKQ_LIKELY(tags_.try_complete(Layout::cq_layout::cid(e), ctx))) {
         on_complete(ctx, e);
@@ -104,6 +127,7 @@ class queue_pair {
         on_error(tags_.complete(Layout::cq_layout::cid(e)).error(), e);
       }
     });
+    settle_head();
     sq_.flush();
     return n;
   }
@@ -115,7 +139,7 @@ class queue_pair {
   // An honest device reports a head past every command it has completed
   // (it fetched them; NVMe base spec, CQE SQ Head Pointer), so the entries
   // between head and tail all belong to commands still in flight: this is 0.
-  std::uint32_t held_by_stale_head() const noexcept {
+  std::uint32_t held_by_stale_head() const noexcept {  // after a batch: its head is taken at the end
     const std::uint32_t live = tags_.in_flight();
     return sq_.in_use() > live ? sq_.in_use() - live : 0;
   }
@@ -131,6 +155,7 @@ class queue_pair {
   template <class F>
   std::uint32_t reset(F&& f) noexcept {
     const std::uint32_t n = tags_.cancel_all(static_cast<F&&>(f));
+    pending_head_ = no_head;
     sq_.reset_indices();
     cq_.reset();
     return n;
@@ -157,9 +182,20 @@ class queue_pair {
     return status{errc::no_space, "submission queue is full"};
   }
 
+  // Take the head a batch being reaped has checked but not yet taken.
+  DKQ_ALWAYS_INLINE void settle_head() noexcept {
+    if (pending_head_ != no_head) {
+      sq_.take_checked_head(pending_head_);
+      pending_head_ = no_head;
+    }
+  }
+
+  static constexpr std::uint32_t no_head = ~0u;
+
   sq_type sq_;
   cq_type cq_;
   tags_type tags_;
+  std::uint32_t pending_head_ = no_head;  // checked against the batch's window, not yet taken
 };
 
 }  // namespace dkq

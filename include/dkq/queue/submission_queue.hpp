@@ -139,10 +139,13 @@ class submission_queue {
     entries_ = entries;
     db_ = db;
     policy_ = policy;
-    max_unrung_ = max_unrung == 0 ? entries - 1 : max_unrung;
+    // The immediate policy is the batched one with a limit of one un-rung
+    // entry: one compare decides on every post.
+    max_unrung_ = policy == ring_policy::immediate ? 1 : max_unrung == 0 ? entries - 1 : max_unrung;
     capacity_ = free_running ? entries : entries - 1;
     tail_ = head_ = last_rung_ = 0;
-    in_use_ = unrung_ = reserved_ = 0;
+    reserved_ = 0;
+    posted_ = rung_at_ = consumed_ = 0;
     counters_ = {};
     return ok_status;
   }
@@ -153,16 +156,27 @@ class submission_queue {
   constexpr std::uint32_t last_rung() const noexcept { return last_rung_; }
   constexpr dev_addr device_address() const noexcept { return device_; }
   constexpr ring_policy policy() const noexcept { return policy_; }
-  constexpr const sq_counters& counters() const noexcept { return counters_; }
+  // The counters; entries_posted is filled in here (the hot path counts it
+  // outside the struct).
+  const sq_counters& counters() const noexcept {
+    counters_.entries_posted = posted_;
+    return counters_;
+  }
   Db& doorbell_ref() noexcept { return db_; }
 
   // Entries posted but not yet consumed by the device (as its last reported
-  // head says), and the free slots left. Kept as counters so the hot path
-  // does no modular distance arithmetic.
-  DKQ_ALWAYS_INLINE std::uint32_t in_use() const noexcept { return in_use_; }
-  DKQ_ALWAYS_INLINE std::uint32_t free_slots() const noexcept { return capacity_ - in_use_; }
+  // head says), and the free slots left. Derived from three running totals
+  // (posted, rung, consumed) so the hot path does no modular distance
+  // arithmetic and a post updates one of them.
+  DKQ_ALWAYS_INLINE std::uint32_t in_use() const noexcept { return static_cast<std::uint32_t>(posted_ - consumed_); }
+  DKQ_ALWAYS_INLINE std::uint32_t free_slots() const noexcept { return capacity_ - in_use(); }
   // Entries posted but not yet rung.
-  DKQ_ALWAYS_INLINE std::uint32_t unrung() const noexcept { return unrung_; }
+  DKQ_ALWAYS_INLINE std::uint32_t unrung() const noexcept { return static_cast<std::uint32_t>(posted_ - rung_at_); }
+  // Entries rung and not yet reported consumed: the most the device's next
+  // head may move.
+  DKQ_ALWAYS_INLINE std::uint32_t consumable() const noexcept {
+    return static_cast<std::uint32_t>(rung_at_ - consumed_);
+  }
 
   // The slot the next post() fills, to build an entry in place (liburing
   // io_uring_get_sqe); nullptr when the queue is full. Publish it with
@@ -179,9 +193,22 @@ class submission_queue {
   // post_in_place() for a caller that has just had a non-null next_entry()
   // and posted nothing since (the queue pair's submit): the room is known.
   DKQ_ALWAYS_INLINE void post_next_entry() noexcept {
-    reserved_ = 0;  // a single post cancels an open reservation (its slots moved)
-    advance(1);
+    advance(1);  // a single post cancels an open reservation (commit sees the tail moved)
     after_post();
+  }
+  // For a caller that has checked free_slots() itself (the queue pair's
+  // submit): claim the next slot and advance the tail before the entry is
+  // written, so the bookkeeping stays in registers instead of being reloaded
+  // after a copy into DMA memory (which may alias anything). Fill the
+  // returned slot, then finish_claim(ring_now) with the value it gave.
+  DKQ_ALWAYS_INLINE void* claim_next(bool& ring_now) noexcept {
+    void* s = slot(tail_);
+    advance(1);
+    ring_now = unrung() >= max_unrung_;
+    return s;
+  }
+  DKQ_ALWAYS_INLINE void finish_claim(bool ring_now) noexcept {
+    if (ring_now) ring();
   }
 
   // Copy one entry in and advance the tail; rings under the immediate policy
@@ -189,7 +216,6 @@ class submission_queue {
   DKQ_ALWAYS_INLINE status post(const void* entry) noexcept {
     if (DKQ_UNLIKELY(free_slots() == 0)) return {errc::no_space, "submission queue is full"};
     std::memcpy(slot(tail_), entry, EntrySize);
-    reserved_ = 0;
     advance(1);
     after_post();
     return ok_status;
@@ -212,24 +238,28 @@ class submission_queue {
     r.count_ = n;
     r.entries_ = entries_;
     reserved_ = n;
+    reserved_at_ = posted_;
     return r;
   }
   status commit(std::uint32_t n, bool end_of_batch = true) noexcept {
+    // A post since the reservation moved the tail under it: its slots are
+    // no longer the ones reserved.
+    if (reserved_at_ != posted_) reserved_ = 0;
     if (DKQ_UNLIKELY(n > reserved_)) return {errc::invalid_argument, "commit of more entries than reserved", n};
     reserved_ = 0;
     if (n == 0) return ok_status;
     advance(n);
-    if (end_of_batch || policy_ == ring_policy::immediate || unrung_ >= max_unrung_) ring();
+    if (end_of_batch || unrung() >= max_unrung_) ring();
     return ok_status;
   }
 
   // Write the tail doorbell if anything was posted since the last write.
   // Returns true if the doorbell was written.
   DKQ_ALWAYS_INLINE bool ring() noexcept {
-    if (unrung_ == 0) return false;  // never the same value twice
+    if (posted_ == rung_at_) return false;  // never the same value twice
     db_.write(tail_);
     last_rung_ = tail_;
-    unrung_ = 0;
+    rung_at_ = posted_;
     ++counters_.doorbell_writes;
     return true;
   }
@@ -248,18 +278,56 @@ class submission_queue {
     const std::uint32_t moved = distance(head_, new_head);
     // Entries the device may have consumed: rung and not yet reported.
     if constexpr (free_running) {
-      if (DKQ_UNLIKELY(moved > in_use_ - unrung_)) return false;
+      if (DKQ_UNLIKELY(moved > consumable())) return false;
     } else {
-      if (DKQ_UNLIKELY(new_head >= entries_ || moved > in_use_ - unrung_)) return false;
+      if (DKQ_UNLIKELY(new_head >= entries_ || moved > consumable())) return false;
     }
     head_ = new_head;
-    in_use_ -= moved;
+    consumed_ += moved;
     return true;
+  }
+
+  // The check of try_update_head() for a run of heads reported in one batch
+  // of completions, against the head and the rung entries at the start of
+  // the batch: ok(h) says h lies in that window (a head the device may
+  // report), and the batch's last good head is then taken with
+  // take_checked_head(). A device that moves the head backwards inside the
+  // window is not caught this way; nothing it can report moves the host's
+  // head outside the entries the device was given.
+  class head_window {
+   public:
+    DKQ_ALWAYS_INLINE bool ok(std::uint32_t h) const noexcept {
+      if constexpr (free_running) {
+        return h - from_ <= limit_;
+      } else {
+        const std::uint32_t d = h >= from_ ? h - from_ : h + entries_ - from_;
+        return h < entries_ && d <= limit_;
+      }
+    }
+
+   private:
+    friend class submission_queue;
+    std::uint32_t from_ = 0, limit_ = 0, entries_ = 0;
+  };
+  DKQ_ALWAYS_INLINE head_window window() const noexcept {
+    head_window w;
+    w.from_ = head_;
+    w.limit_ = consumable();
+    w.entries_ = entries_;
+    return w;
+  }
+  // Take a head that window().ok() accepted (no other head taken since).
+  DKQ_ALWAYS_INLINE void take_checked_head(std::uint32_t h) noexcept {
+    consumed_ += distance(head_, h);
+    head_ = h;
   }
 
   // Forget everything posted (after a controller reset or queue deletion; the
   // device's view restarts at 0 too).
-  void reset_indices() noexcept { tail_ = head_ = last_rung_ = reserved_ = in_use_ = unrung_ = 0; }
+  void reset_indices() noexcept {
+    tail_ = head_ = last_rung_ = reserved_ = 0;
+    consumed_ = rung_at_ = posted_;  // the totals keep counting; nothing is in use or un-rung
+  }
   // Free-running devices may start their indices anywhere (a ring re-attached
   // to a device that kept counting): both at `start`, nothing in flight.
   void reset_indices(std::uint32_t start) noexcept {
@@ -282,19 +350,19 @@ class submission_queue {
       if (t >= entries_) t -= entries_;
     }
     tail_ = t;
-    in_use_ += n;
-    unrung_ += n;
-    counters_.entries_posted += n;
+    posted_ += n;
   }
   DKQ_ALWAYS_INLINE void after_post() noexcept {
-    if (policy_ == ring_policy::immediate || DKQ_UNLIKELY(unrung_ >= max_unrung_)) ring();
+    if (unrung() >= max_unrung_) ring();  // immediate policy: max_unrung_ is 1
   }
 
   std::uint8_t* base_ = nullptr;
   std::uint32_t entries_ = 0;
   std::uint32_t capacity_ = 0;   // entries - 1: one slot stays empty
-  std::uint32_t in_use_ = 0;     // distance(head_, tail_)
-  std::uint32_t unrung_ = 0;     // distance(last_rung_, tail_)
+  std::uint64_t posted_ = 0;     // entries posted, ever
+  std::uint64_t rung_at_ = 0;    // posted_ when the doorbell was last written
+  std::uint64_t consumed_ = 0;   // entries the device reported consumed (head moves), ever
+  std::uint64_t reserved_at_ = 0;  // posted_ when the open reservation was made
   std::uint32_t tail_ = 0;       // next slot the host fills
   std::uint32_t head_ = 0;       // next slot the device consumes, as it last said
   std::uint32_t last_rung_ = 0;  // tail value the doorbell last carried
@@ -303,7 +371,7 @@ class submission_queue {
   ring_policy policy_ = ring_policy::batched;
   dev_addr device_{};
   Db db_{};
-  sq_counters counters_{};
+  mutable sq_counters counters_{};
 };
 
 }  // namespace dkq

@@ -76,13 +76,16 @@ class tag_table {
   // Largest table: 2^14 slots, leaving 2 generation bits.
   static constexpr std::uint32_t max_tags = 1u << 14;
 
+  // A slot. The hot path touches ctx, deadline, cid, live, next_free and
+  // used; timed_out and late_seen are written only by the timeout and
+  // recovery paths.
   struct slot {
     Ctx ctx;
     std::uint64_t deadline;
-    std::uint16_t gen;        // generation of the current (or last) occupant
-    std::uint16_t cid;        // make_cid(slot, gen): the current (free: the next) occupant's identifier
+    std::uint16_t cid;        // the current (free: the next) occupant's identifier, make_cid(slot, gen)
+    std::uint16_t live;       // cid while in flight, no_cid otherwise: one compare checks slot, generation and state
     std::uint16_t next_free;  // free-list link
-    tag_state state;
+    bool timed_out;           // the occupant timed out and belongs to the recovery path
     bool late_seen;           // a completion arrived after the timeout
     bool used;                // has had an occupant (a never-used slot cannot see a duplicate)
   };
@@ -114,8 +117,13 @@ class tag_table {
   }
 
   constexpr std::uint32_t capacity() const noexcept { return count_; }
-  constexpr std::uint32_t in_flight() const noexcept { return busy_; }
-  constexpr std::uint32_t available() const noexcept { return count_ - busy_; }
+  // Occupied slots (in flight or timed out). Derived from the two hot
+  // counters: every acquired slot is still occupied, completed, or left by a
+  // slow path (cancel, release_timed_out, cancel_all).
+  constexpr std::uint32_t in_flight() const noexcept {
+    return static_cast<std::uint32_t>(acquired_ - counters_.completed - left_slow_);
+  }
+  constexpr std::uint32_t available() const noexcept { return count_ - in_flight(); }
   constexpr unsigned index_bits() const noexcept { return index_bits_; }
   constexpr std::uint32_t base() const noexcept { return base_; }
 
@@ -126,7 +134,12 @@ class tag_table {
     if (idx >= count_) return status{errc::protocol_error, "identifier outside the tag table", cid};
     return idx;
   }
-  constexpr const tag_counters& counters() const noexcept { return counters_; }
+  // The counters; `acquired` is filled in here (the hot path counts it
+  // outside the struct).
+  const tag_counters& counters() const noexcept {
+    counters_.acquired = acquired_;
+    return counters_;
+  }
 
   // Take a free slot for `ctx`; returns its identifier, or no_space.
   DKQ_ALWAYS_INLINE result<std::uint16_t> acquire(const Ctx& ctx, std::uint64_t deadline = no_deadline) noexcept {
@@ -143,12 +156,10 @@ class tag_table {
     free_head_ = s.next_free;
     s.ctx = ctx;
     s.deadline = deadline;
-    s.state = tag_state::in_flight;
-    s.late_seen = false;
-    s.used = true;
-    ++busy_;
-    ++counters_.acquired;
     cid = s.cid;  // computed when the slot was freed: nothing to build on the hot path
+    s.live = cid;
+    s.used = true;
+    ++acquired_;
     return true;
   }
 
@@ -158,6 +169,7 @@ class tag_table {
     slot* s = find_in_flight(cid);
     if (s == nullptr) return {errc::invalid_argument, "cancel of a tag that is not in flight", cid};
     free_slot(idx_of(cid));
+    ++left_slow_;
     return ok_status;
   }
 
@@ -168,8 +180,9 @@ class tag_table {
     const std::uint32_t idx = idx_of(cid);
     if (DKQ_UNLIKELY(idx >= count_)) return false;
     slot& s = slots_[idx];
-    // One compare covers index and generation (s.cid is make_cid(idx, s.gen)).
-    if (DKQ_UNLIKELY(s.cid != cid || s.state != tag_state::in_flight)) return false;
+    // One compare covers index, generation and state: `live` is the
+    // occupant's identifier while it is in flight and no_cid otherwise.
+    if (DKQ_UNLIKELY(s.live != cid)) return false;
     out = s.ctx;
     free_slot(idx);
     ++counters_.completed;
@@ -185,14 +198,13 @@ class tag_table {
       return status{errc::protocol_error, "completion identifier outside the tag table", cid};
     }
     slot& s = slots_[idx];
-    const std::uint16_t gen = gen_of(cid);
-    if (DKQ_LIKELY(s.state == tag_state::in_flight && s.gen == gen)) {
+    if (DKQ_LIKELY(s.live == cid)) {
       const Ctx ctx = s.ctx;
       free_slot(idx);
       ++counters_.completed;
       return ctx;
     }
-    return classify_bad(s, gen, cid);
+    return classify_bad(s, cid);
   }
 
   // Context of an in-flight or timed-out command, or nullptr (no state change).
@@ -200,20 +212,22 @@ class tag_table {
     const std::uint32_t idx = idx_of(cid);
     if (idx >= count_) return nullptr;
     slot& s = slots_[idx];
-    if (s.state == tag_state::free || s.gen != gen_of(cid)) return nullptr;
+    if (s.live != cid && !(s.timed_out && s.cid == cid)) return nullptr;
     return &s.ctx;
   }
   tag_state state(std::uint16_t cid) const noexcept {
     const std::uint32_t idx = idx_of(cid);
-    if (idx >= count_ || slots_[idx].gen != gen_of(cid)) return tag_state::free;
-    return slots_[idx].state;
+    if (idx >= count_) return tag_state::free;
+    const slot& s = slots_[idx];
+    if (s.live == cid) return tag_state::in_flight;
+    if (s.timed_out && s.cid == cid) return tag_state::timed_out;
+    return tag_state::free;
   }
   // Did a completion arrive for this timed-out command after its timeout?
   // (The recovery path may then skip the abort.)
   bool completed_late(std::uint16_t cid) const noexcept {
     const std::uint32_t idx = idx_of(cid);
-    return idx < count_ && slots_[idx].gen == gen_of(cid) && slots_[idx].state == tag_state::timed_out &&
-           slots_[idx].late_seen;
+    return idx < count_ && slots_[idx].timed_out && slots_[idx].cid == cid && slots_[idx].late_seen;
   }
 
   // Move a command's deadline (e.g. a retry). Only for in-flight commands.
@@ -232,15 +246,19 @@ class tag_table {
   std::uint32_t timeout_scan(std::uint64_t now, OnExpired&& on_expired) noexcept {
     std::uint32_t expired = 0;
     std::uint32_t seen = 0;
-    for (std::uint32_t i = 0; i < count_ && seen < busy_; ++i) {
+    const std::uint32_t busy = in_flight();
+    for (std::uint32_t i = 0; i < count_ && seen < busy; ++i) {
       slot& s = slots_[i];
-      if (s.state == tag_state::free) continue;
+      const bool in_flight_now = s.live != no_cid;
+      if (!in_flight_now && !s.timed_out) continue;
       ++seen;
-      if (s.state == tag_state::in_flight && s.deadline <= now) {
-        s.state = tag_state::timed_out;
+      if (in_flight_now && s.deadline <= now) {
+        s.live = no_cid;  // its completion is stale from now on
+        s.timed_out = true;
+        s.late_seen = false;
         ++expired;
         ++counters_.timed_out;
-        on_expired(make_cid(static_cast<std::uint16_t>(i), s.gen), s.ctx);
+        on_expired(s.cid, s.ctx);
       }
     }
     return expired;
@@ -250,10 +268,12 @@ class tag_table {
   // abort completed, or it completed the request with an error): free the slot.
   result<Ctx> release_timed_out(std::uint16_t cid) noexcept {
     const std::uint32_t idx = idx_of(cid);
-    if (idx >= count_ || slots_[idx].gen != gen_of(cid) || slots_[idx].state != tag_state::timed_out)
+    if (idx >= count_ || !slots_[idx].timed_out || slots_[idx].cid != cid)
       return status{errc::invalid_argument, "release of a tag that has not timed out", cid};
     const Ctx ctx = slots_[idx].ctx;
+    slots_[idx].timed_out = false;
     free_slot(idx);
+    ++left_slow_;
     return ctx;
   }
 
@@ -263,12 +283,14 @@ class tag_table {
   template <class F>
   std::uint32_t cancel_all(F&& f) noexcept {
     std::uint32_t n = 0;
-    for (std::uint32_t i = 0; i < count_ && busy_ != 0; ++i) {
+    for (std::uint32_t i = 0; i < count_ && in_flight() != 0; ++i) {
       slot& s = slots_[i];
-      if (s.state == tag_state::free) continue;
-      const bool was_timed_out = s.state == tag_state::timed_out;
-      f(make_cid(static_cast<std::uint16_t>(i), s.gen), s.ctx, was_timed_out);
+      if (s.live == no_cid && !s.timed_out) continue;
+      const bool was_timed_out = s.timed_out;
+      f(s.cid, s.ctx, was_timed_out);
+      s.timed_out = false;
       free_slot(i);
+      ++left_slow_;
       ++n;
     }
     return n;
@@ -276,6 +298,7 @@ class tag_table {
 
  private:
   static constexpr std::uint16_t end_of_list = 0xffff;
+  static constexpr std::uint16_t no_cid = 0xffff;  // never handed out (see the header comment)
 
   void attach(slot* s, std::uint32_t count, std::uint32_t base = 0) noexcept {
     slots_ = s;
@@ -283,13 +306,14 @@ class tag_table {
     base_ = base;
     const std::uint32_t span = count + base;
     index_bits_ = span <= 1 ? 0 : log2_floor(round_up_pow2(span));
-    gen_mask_ = static_cast<std::uint16_t>((1u << (16 - index_bits_)) - 1);
-    busy_ = 0;
+    index_mask_ = (1u << index_bits_) - 1;
+    gen_step_ = static_cast<std::uint16_t>(1u << index_bits_);
+    acquired_ = left_slow_ = 0;
     counters_ = {};
     for (std::uint32_t i = 0; i < count; ++i) {
       slots_[i] = slot{};
-      slots_[i].state = tag_state::free;
       slots_[i].cid = make_cid(static_cast<std::uint16_t>(i), 0);  // never 0xFFFF: base + count <= 16384
+      slots_[i].live = no_cid;
       slots_[i].next_free = i + 1 < count ? static_cast<std::uint16_t>(i + 1) : end_of_list;
     }
     free_head_ = 0;
@@ -297,54 +321,46 @@ class tag_table {
 
   // Slot number of an identifier; huge (never < count_) when below the base.
   DKQ_ALWAYS_INLINE std::uint32_t idx_of(std::uint16_t cid) const noexcept {
-    return (cid & ((1u << index_bits_) - 1)) - base_;
-  }
-  DKQ_ALWAYS_INLINE std::uint16_t gen_of(std::uint16_t cid) const noexcept {
-    return static_cast<std::uint16_t>(cid >> index_bits_);
+    return (cid & index_mask_) - base_;
   }
   DKQ_ALWAYS_INLINE std::uint16_t make_cid(std::uint16_t idx, std::uint16_t gen) const noexcept {
     return static_cast<std::uint16_t>((static_cast<std::uint32_t>(gen) << index_bits_) | (idx + base_));
   }
 
+  // The slot's occupant is gone; the next one gets the next generation. The
+  // generation is the identifier's high bits, so the next identifier is one
+  // generation step up (16-bit wrap keeps the index bits); the one value that
+  // would be 0xFFFF is skipped.
   DKQ_ALWAYS_INLINE void free_slot(std::uint32_t idx) noexcept {
     slot& s = slots_[idx];
-    s.state = tag_state::free;
-    // Next occupant gets the next generation; skip the one value that would
-    // make the identifier 0xFFFF.
-    std::uint16_t g = static_cast<std::uint16_t>((s.gen + 1) & gen_mask_);
-    std::uint16_t c = make_cid(static_cast<std::uint16_t>(idx), g);
-    if (c == 0xffff) {
-      g = static_cast<std::uint16_t>((g + 1) & gen_mask_);
-      c = make_cid(static_cast<std::uint16_t>(idx), g);
-    }
-    s.gen = g;
+    s.live = no_cid;
+    std::uint16_t c = static_cast<std::uint16_t>(s.cid + gen_step_);
+    if (DKQ_UNLIKELY(c == 0xffff)) c = static_cast<std::uint16_t>(c + gen_step_);
     s.cid = c;
     s.next_free = free_head_;
     free_head_ = static_cast<std::uint16_t>(idx);
-    --busy_;
   }
 
   slot* find_in_flight(std::uint16_t cid) noexcept {
     const std::uint32_t idx = idx_of(cid);
     if (idx >= count_) return nullptr;
     slot& s = slots_[idx];
-    return s.state == tag_state::in_flight && s.gen == gen_of(cid) ? &s : nullptr;
+    return s.live == cid ? &s : nullptr;
   }
 
-  DKQ_NOINLINE status classify_bad(slot& s, std::uint16_t gen, std::uint16_t cid) noexcept {
-    if (s.state == tag_state::timed_out && s.gen == gen) {
+  DKQ_NOINLINE status classify_bad(slot& s, std::uint16_t cid) noexcept {
+    if (s.timed_out && s.cid == cid) {
       s.late_seen = true;
       ++counters_.stale;
       ++counters_.late_completions;
       return {errc::stale, "completion for a command that already timed out", cid};
     }
-    // A free slot's gen is the *next* occupant's; the command that just left
-    // carried the previous value (one or two back if 0xFFFF was skipped).
-    if (s.state == tag_state::free && s.used && gen != s.gen) {
-      std::uint16_t prev = static_cast<std::uint16_t>((s.gen - 1) & gen_mask_);
-      if (make_cid(static_cast<std::uint16_t>(&s - slots_), prev) == 0xffff)
-        prev = static_cast<std::uint16_t>((prev - 1) & gen_mask_);
-      if (gen == prev) {
+    // A free slot's cid is the *next* occupant's; the command that just left
+    // carried the previous generation (two back if 0xFFFF was skipped).
+    if (s.live == no_cid && !s.timed_out && s.used && cid != s.cid) {
+      std::uint16_t prev = static_cast<std::uint16_t>(s.cid - gen_step_);
+      if (prev == 0xffff) prev = static_cast<std::uint16_t>(prev - gen_step_);
+      if (cid == prev) {
         ++counters_.duplicate;
         return {errc::duplicate, "second completion for the same command", cid};
       }
@@ -357,11 +373,13 @@ class tag_table {
   slot* owned_ = nullptr;
   std::uint32_t count_ = 0;
   std::uint32_t base_ = 0;
-  std::uint32_t busy_ = 0;
+  std::uint32_t index_mask_ = 0;
+  std::uint64_t acquired_ = 0;   // hot: one increment per acquire
+  std::uint64_t left_slow_ = 0;  // slots freed by cancel, release_timed_out, cancel_all
   unsigned index_bits_ = 0;
-  std::uint16_t gen_mask_ = 0;
+  std::uint16_t gen_step_ = 1;
   std::uint16_t free_head_ = end_of_list;
-  tag_counters counters_{};
+  mutable tag_counters counters_{};
 };
 
 }  // namespace dkq
