@@ -351,3 +351,69 @@ TEST(QueuePairShadow, EventIdxHandshakeNeverLosesASubmission) {
 }
 
 }  // namespace
+
+// ---- SQ heads taken once per reaped batch ----
+
+// The batch's SQ head is taken at its end, but a submit from on_complete on a
+// ring that only looks full (the head the batch reported is not yet taken)
+// must take it then, not call the device a liar.
+TEST(QueuePair, ResubmitFromHandlerOnAFullRingTakesTheBatchHead) {
+  harness h(8);  // 7 usable entries, 7 tags
+  for (std::uint32_t s = 0; s < 7; ++s) ASSERT_TRUE(h.submit(s));
+  h.qp.flush();
+  ASSERT_EQ(h.dev.step(), 7u);
+  std::uint32_t resubmitted = 0, refused = 0;
+  std::uint32_t seq = 100;
+  const std::uint32_t n = h.qp.process_completions(
+      64,
+      [&](std::uint32_t&, const nvme_cqe&) {
+        sqe e = command(seq);
+        if (h.qp.submit(&e, seq++, dkq::no_deadline))
+          ++resubmitted;
+        else
+          ++refused;
+      },
+      [&](dkq::status s, const nvme_cqe&) { ++h.errors[s.code()]; });
+  EXPECT_EQ(n, 7u);
+  EXPECT_EQ(resubmitted, 7u);
+  EXPECT_EQ(refused, 0u);
+  EXPECT_TRUE(h.errors.empty());
+  EXPECT_EQ(h.qp.sq().head(), 7u);  // the device consumed all 7 first commands
+  EXPECT_EQ(h.qp.tags().in_flight(), 7u);
+  EXPECT_EQ(h.qp.held_by_stale_head(), 0u);
+}
+
+// Under the immediate policy a submit from on_complete rings at once; if the
+// device consumes it and completes it within the same batch, its SQ head lies
+// past the window the batch opened with. That head is checked again exactly
+// and taken, not reported.
+TEST(QueuePair, HeadPastTheBatchWindowIsRecheckedNotReported) {
+  harness h(16, ring_policy::immediate);
+  ASSERT_TRUE(h.submit(0));
+  ASSERT_TRUE(h.submit(1));
+  ASSERT_EQ(h.dev.step(), 2u);
+  std::uint32_t handled = 0;
+  const std::uint32_t n = h.qp.process_completions(
+      64,
+      [&](std::uint32_t& seq, const nvme_cqe& e) {
+        EXPECT_EQ(e.dw0, seq);
+        ++h.delivered[seq];
+        if (handled++ == 0) {
+          ASSERT_TRUE(h.submit(2));   // rung at once (immediate)
+          ASSERT_EQ(h.dev.step(), 1u);  // consumed and completed: its CQE reports head 3
+        }
+      },
+      [&](dkq::status s, const nvme_cqe&) { ++h.errors[s.code()]; });
+  EXPECT_EQ(n, 3u);
+  h.expect_each_delivered_once(3);
+  EXPECT_TRUE(h.errors.empty());
+  EXPECT_EQ(h.qp.sq().head(), 3u);
+  // A head past every rung entry is still reported, once, on its own entry.
+  ASSERT_TRUE(h.submit(3));
+  ASSERT_EQ(h.dev.step(), 1u);
+  auto* ring = h.cq_mem.region().cpu_at<nvme_cqe>();
+  ring[3].sq_head = 9;  // only 4 entries were ever rung
+  EXPECT_EQ(h.process(), 1u);
+  EXPECT_EQ(h.errors[errc::protocol_error], 1u);
+  EXPECT_EQ(h.qp.sq().head(), 3u);
+}
