@@ -281,3 +281,40 @@ TEST(Handoff, DrainIntoRingLosesNothingWhenTheRingIsSmall) {
 }
 
 }  // namespace
+
+// The adaptive hybrid spin: completions found while spinning double the next
+// spin, spins that run out halve it, within the floor and the cap.
+TEST(Dispatcher, AdaptiveSpinFollowsTheDevice) {
+  dkq::adaptive_spin sp{64, 4, 256};
+  sp.won();
+  EXPECT_EQ(sp.budget, 128u);
+  sp.won();
+  sp.won();
+  EXPECT_EQ(sp.budget, 256u);  // the cap
+  for (int i = 0; i < 10; ++i) sp.lost();
+  EXPECT_EQ(sp.budget, 4u);  // the floor
+  EXPECT_EQ(sp.wins, 3u);
+  EXPECT_EQ(sp.losses, 10u);
+}
+
+// run_once(hybrid, adaptive_spin_polls): a completion found spinning grows the
+// vector's spin; an empty spin shrinks it and the thread blocks.
+TEST(Dispatcher, HybridAdaptiveSpinGrowsOnHitsAndShrinksOnMisses) {
+  dispatcher d;
+  queue_under_test a(32, 0x100000);
+  ASSERT_TRUE(d.bind(0, completion_target::of(a)).ok());
+  stepping_waiter w{&a};
+  const std::uint32_t start = d.spin(0).budget;
+  a.submit(2);
+  a.flush();
+  a.dev.step();
+  EXPECT_EQ(d.run_once(0, completion_mode::hybrid, w, dkq::adaptive_spin_polls), 2u);
+  EXPECT_EQ(d.spin(0).budget, start * 2);
+  EXPECT_EQ(w.waits, 0u);
+  a.submit(1);  // completes only when the waiter steps the device: the spin runs out
+  EXPECT_EQ(d.run_once(0, completion_mode::hybrid, w, dkq::adaptive_spin_polls), 1u);
+  EXPECT_EQ(d.spin(0).budget, start);
+  EXPECT_EQ(w.waits, 1u);
+  EXPECT_EQ(d.spin(0).wins, 1u);
+  EXPECT_EQ(d.spin(0).losses, 1u);
+}

@@ -74,7 +74,7 @@ struct args {
   std::uint32_t bs = 4096, qd = 32, threads = 1;
   int read_pct = 100;
   bool seq = false, irq = false, hybrid = false, batch = true, json = false, trace_expect = false, reread = false;
-  std::uint32_t spin_polls = 64;
+  std::uint32_t spin_polls = dkq::adaptive_spin_polls;  // --hybrid: adaptive unless --spin N
   // serve
   bool all_ns = false, recoverable = false, poll_mode = false;
   std::int32_t recover_id = -1;
@@ -862,6 +862,7 @@ struct worker {
   std::uint64_t errors = 0, reads = 0, writes = 0;
   status first_err{};
   std::uint64_t sq_db = 0, cmds = 0;
+  std::uint64_t spin_wins = 0, spin_losses = 0, waits = 0;  // hybrid: completions caught spinning / blocks
   bool stalled_reset = false;
 };
 
@@ -905,7 +906,9 @@ void perf_thread(session& s, const args& a, const drv::namespace_info& n, worker
   };
   // Completions come through dkq's dispatcher: this thread's queue is bound
   // to its vector; polled = flush + one pass, interrupt = flush, wait on the
-  // eventfd, drain until empty, hybrid = spin `spin_polls` passes first.
+  // eventfd, drain until empty, hybrid = spin first (`--spin N` passes, or
+  // adaptive: dkq::adaptive_spin doubles the spin after a completion caught
+  // spinning and halves it after a spin that ran out).
   struct drain_adapter {
     queue_t* q;
     decltype(handler)* h;
@@ -941,6 +944,9 @@ void perf_thread(session& s, const args& a, const drv::namespace_info& n, worker
   }
   w.sq_db = q.sq_mmio_writes();
   w.cmds = q.commands_posted();
+  w.spin_wins = disp.spin(vec).wins;
+  w.spin_losses = disp.spin(vec).losses;
+  w.waits = disp.counters(vec).waits;
 }
 
 int cmd_perf(session& s, const args& a) {
@@ -999,6 +1005,7 @@ int cmd_perf(session& s, const args& a) {
   if (tty) std::fprintf(stderr, "\n");
   histogram all;
   std::uint64_t total = 0, errors = 0, reads = 0, writes = 0, sqdb = 0, cmds = 0, cqdb = 0;
+  std::uint64_t spin_wins = 0, spin_losses = 0, waits = 0;
   bool needs_reset = false;
   status first_err{};
   for (auto& w : ws) {
@@ -1010,6 +1017,9 @@ int cmd_perf(session& s, const args& a) {
     sqdb += w->sq_db;
     cmds += w->cmds;
     cqdb += w->q->cq_mmio_writes();
+    spin_wins += w->spin_wins;
+    spin_losses += w->spin_losses;
+    waits += w->waits;
     needs_reset |= w->stalled_reset;
     if (first_err.ok() && !w->first_err.ok()) first_err = w->first_err;
   }
@@ -1028,6 +1038,7 @@ int cmd_perf(session& s, const args& a) {
         ",\"iops\":%.0f,\"mb_per_s\":%.2f,\"lat_us\":{\"mean\":%.2f,\"p50\":%.2f,\"p90\":%.2f,\"p99\":%.2f,"
         "\"p99_9\":%.2f,\"max\":%.2f},\"sq_doorbell_writes\":%" PRIu64 ",\"cq_doorbell_writes\":%" PRIu64
         ",\"commands\":%" PRIu64 ",\"sq_doorbells_per_command\":%.4f,\"reset_needed\":%s,"
+        "\"waits\":%" PRIu64 ",\"spin_wins\":%" PRIu64 ",\"spin_losses\":%" PRIu64 ","
         "\"shadow\":{\"sq_tail\":%u,\"sq_eventidx\":%u,\"cq_head\":%u,\"cq_eventidx\":%u}}\n",
         a.bdf.c_str(), n->nsid, a.bs, a.qd, a.threads, a.read_pct, a.seq ? "sequential" : "random",
         a.hybrid ? "hybrid" : a.irq ? "interrupts" : "polled", a.batch ? "true" : "false", s.ctrl->shadow_doorbells() ? "true" : "false",
@@ -1035,7 +1046,7 @@ int cmd_perf(session& s, const args& a) {
         all.n ? static_cast<double>(all.sum) / static_cast<double>(all.n) / 1e3 : 0.0, static_cast<double>(all.pct(50)) / 1e3,
         static_cast<double>(all.pct(90)) / 1e3, static_cast<double>(all.pct(99)) / 1e3,
         static_cast<double>(all.pct(99.9)) / 1e3, static_cast<double>(all.max) / 1e3, sqdb, cqdb, cmds, dpc,
-        needs_reset ? "true" : "false", sw.sq_shadow, sw.sq_eventidx, sw.cq_shadow, sw.cq_eventidx);
+        needs_reset ? "true" : "false", waits, spin_wins, spin_losses, sw.sq_shadow, sw.sq_eventidx, sw.cq_shadow, sw.cq_eventidx);
   } else {
     std::printf("perf %s ns %u: %u B %s %s, QD %u x %u thread(s), %s, batching %s, shadow doorbells %s\n",
                 a.bdf.c_str(), n->nsid, a.bs, a.seq ? "sequential" : "random",

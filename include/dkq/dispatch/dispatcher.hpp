@@ -26,6 +26,13 @@
 //              1-3 us against ~150 ns for a queue round trip, hence polling
 //              first (wake-up figures from the atomic_queue README; Linux
 //              hybrid polling, SPDK).
+//              With spin_polls = adaptive_spin_polls the spin adapts per
+//              vector (adaptive_spin): a completion found while spinning
+//              doubles the next spin, a spin that ran out halves it. Quick
+//              completions keep the thread spinning; slow ones (a slow
+//              device, or a busy host whose device-model thread the spin
+//              would starve of CPU) make it block almost at once. Counted
+//              in polls, not time: the core never reads a clock.
 // Flushing before any wait is the "before the caller waits" flush point of
 // the batched doorbell policy: a deferred SQ doorbell with no one left to ring
 // it is a hang (SPDK refuses delay_cmd_submit with interrupts for that reason).
@@ -49,6 +56,29 @@
 namespace dkq {
 
 enum class completion_mode : std::uint8_t { polled, interrupt, hybrid };
+
+// Spin-then-block with a spin length that follows the device: won() (a
+// completion came within the spin) doubles the budget up to `cap`, lost()
+// (the spin ran out, the thread blocked) halves it down to `floor`. The unit
+// is the caller's (poll passes here; microseconds in the ublk server).
+struct adaptive_spin {
+  std::uint32_t budget = 64;
+  std::uint32_t floor = 4;
+  std::uint32_t cap = 1u << 16;
+  std::uint64_t wins = 0, losses = 0;
+
+  constexpr void won() noexcept {
+    budget = budget >= cap / 2 ? cap : (budget != 0 ? budget * 2 : 1);
+    ++wins;
+  }
+  constexpr void lost() noexcept {
+    budget = budget / 2 < floor ? floor : budget / 2;
+    ++losses;
+  }
+};
+
+// run_once(..., spin_polls = adaptive_spin_polls): the hybrid spin adapts.
+inline constexpr std::uint32_t adaptive_spin_polls = 0;
 
 // One completion queue as the dispatcher sees it: drain(budget) reaps up to
 // budget entries (returns how many), flush() writes deferred submission
@@ -227,10 +257,17 @@ class interrupt_dispatcher {
         return on_interrupt(vector, n);
       }
       case completion_mode::hybrid: {
-        for (std::uint32_t i = 0; i < spin_polls; ++i) {
-          if (const std::uint32_t got = poll(vector); got != 0) return got;
+        const bool adapt = spin_polls == adaptive_spin_polls;
+        adaptive_spin& sp = spin_[vector];
+        const std::uint32_t spins = adapt ? sp.budget : spin_polls;
+        for (std::uint32_t i = 0; i < spins; ++i) {
+          if (const std::uint32_t got = poll(vector); got != 0) {
+            if (adapt) sp.won();
+            return got;
+          }
           cpu_relax();
         }
+        if (adapt) sp.lost();
         flush(vector);
         waiter.arm(vector);
         if (const std::uint32_t got = poll(vector); got != 0) {
@@ -247,6 +284,16 @@ class interrupt_dispatcher {
   }
 
   const vector_counters& counters(std::uint16_t vector) const noexcept { return counters_[vector < MaxVectors ? vector : 0]; }
+  // The adaptive hybrid spin of a vector (its budget now, its wins and losses).
+  const adaptive_spin& spin(std::uint16_t vector) const noexcept { return spin_[vector < MaxVectors ? vector : 0]; }
+  void set_spin_limits(std::uint32_t floor, std::uint32_t cap) noexcept {
+    for (auto& sp : spin_) {
+      sp.floor = floor != 0 ? floor : 1;
+      sp.cap = cap > sp.floor ? cap : sp.floor;
+      if (sp.budget < sp.floor) sp.budget = sp.floor;
+      if (sp.budget > sp.cap) sp.budget = sp.cap;
+    }
+  }
   std::uint16_t queues_on(std::uint16_t vector) const noexcept {
     std::uint16_t n = 0;
     if (vector < MaxVectors)
@@ -268,6 +315,7 @@ class interrupt_dispatcher {
   std::uint32_t budget_ = 64;
   std::uint32_t max_passes_ = 0;
   vector_counters counters_[MaxVectors]{};
+  adaptive_spin spin_[MaxVectors]{};
 };
 
 }  // namespace dkq

@@ -44,6 +44,7 @@
 #include <span>
 
 #include "dkq/base/status.hpp"
+#include "dkq/dispatch/dispatcher.hpp"
 #include "dkq/platform/ublk/uring.hpp"
 
 #ifndef UBLK_U_CMD_ADD_DEV
@@ -413,7 +414,7 @@ class queue_server {
   status run() noexcept {
     auto done = [this](std::uint16_t tag, std::int32_t res) { complete(tag, res); };
     std::uint64_t last_house = now_ms();
-    std::uint32_t spin_us = opt_.spin_us_max / 4;
+    adaptive_spin spin{opt_.spin_us_max / 4, 0, opt_.spin_us_max};
     while (active_ > 0 || be_.in_flight() > 0) {
       if (opt_.quit != nullptr && opt_.quit->load(std::memory_order_acquire) && be_.in_flight() == 0) break;
       // Wait policy. Work already in hand (completions to commit, ready
@@ -426,12 +427,12 @@ class queue_server {
           // Spin on the device for up to spin_us; a completion inside the
           // window lengthens the next window, a miss halves it, so a slow
           // device (or a busy host) gets an interrupt-driven thread.
-          if (spin_for(spin_us, done)) {
+          if (spin_for(spin.budget, done)) {
             ++st_.spins_won;
-            spin_us = spin_us * 2 > opt_.spin_us_max ? opt_.spin_us_max : (spin_us ? spin_us * 2 : 1);
+            spin.won();
           } else {
             ++st_.spins_lost;
-            spin_us /= 2;
+            spin.lost();
             wait = 1;
           }
         }
