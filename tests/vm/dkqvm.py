@@ -775,6 +775,7 @@ class Scenario:
         # (linux-image-6.12-amd64, which has ublk_drv); see kernel_package().
         self.kernel_series = kernel
         self.numa_nodes = numa_nodes  # >1: guest memory split evenly over that many nodes
+        self.max_cpus = 1  # -smp 1,maxcpus=N when N > 1 (see qemu_command)
         self.devices = []
         self.disks = {}
         self.runs = []
@@ -992,7 +993,13 @@ class Scenario:
                         f.write(data)
 
     def qemu_command(self, kernel, initrd, trace_path):
-        cmd = [QEMU, "-accel", "tcg", "-cpu", "max", "-machine", "q35", "-smp", "1",
+        # One vCPU. max_cpus > 1 (hot-pluggable CPUs nobody plugs) makes QEMU
+        # 7.2's TCG translate in parallel mode, which keeps the guest's memory
+        # barriers (it drops them with one possible vCPU; QEMU c914d46d0a64
+        # "tcg: Do not elide memory barriers for !CF_PARALLEL in system mode",
+        # v8.1, changed that): experiments use it to see what the barriers do.
+        smp = "1" if self.max_cpus <= 1 else f"1,maxcpus={self.max_cpus}"
+        cmd = [QEMU, "-accel", "tcg", "-cpu", "max", "-machine", "q35", "-smp", smp,
                "-m", str(self.memory_mib),
                "-device", "intel-iommu,caching-mode=on",
                "-bios", QBOOT, "-nodefaults", "-display", "none", "-vga", "none", "-monitor", "none",
@@ -1042,16 +1049,22 @@ class Scenario:
         t0 = time.monotonic()
         timed_out = False
         marks = {}  # host seconds since QEMU started when a marker line arrived
+        host = {}   # label -> [host_sample at BEGIN, host_sample at END]
         with open(console_path, "wb") as con:
             p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             # Read the console as it comes so the markers get host timestamps
-            # (the guest clock under TCG is not a reliable stopwatch).
+            # (the guest clock under TCG is not a reliable stopwatch), and the
+            # host's CPU accounting at each program's start and end (what else
+            # ran on the host while it ran: host_load()).
             def pump():
                 for line in iter(p.stdout.readline, b""):
                     con.write(line)
                     m = re.search(rb"@@DKQ-(READY|DONE)", line)
                     if m:
                         marks[m.group(1).decode().lower()] = time.monotonic() - t0
+                    m = re.search(rb"@@DKQ-(BEGIN|END) (\S+)", line)
+                    if m:
+                        host.setdefault(m.group(2).decode(), []).append(host_sample(p.pid, t0))
             reader = threading.Thread(target=pump, daemon=True)
             reader.start()
             try:
@@ -1066,7 +1079,46 @@ class Scenario:
             console = f.read().decode("utf-8", errors="replace").replace("\r\n", "\n")
         r = Result(self, console, Trace(trace_path), elapsed, timed_out, p.returncode)
         r.host_ready, r.host_done = marks.get("ready"), marks.get("done")
+        r.host_samples = host
         return r
+
+
+def host_sample(qemu_pid, t0):
+    """The host's CPU accounting now: (seconds since t0, /proc/stat cpu line
+    [user nice system idle iowait irq softirq steal ...] in ticks, QEMU's own
+    utime+stime in ticks, 1-minute load average)."""
+    try:
+        with open("/proc/stat") as f:
+            cpu = [int(x) for x in f.readline().split()[1:]]
+        with open(f"/proc/{qemu_pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        qemu = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+        with open("/proc/loadavg") as f:
+            load = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return (time.monotonic() - t0, cpu, qemu, load)
+
+
+def host_load(result, label):
+    """What the host did while program `label` ran: wall seconds, steal %
+    (of all host CPU time: time the host's own hypervisor gave to others),
+    the CPUs' busy time outside this VM's QEMU in cores ("other": builds,
+    other VMs), QEMU's own CPU in cores, and the 1-minute load average at the
+    end. None if the samples are missing."""
+    pair = getattr(result, "host_samples", {}).get(label)
+    if not pair or len(pair) < 2 or pair[0] is None or pair[-1] is None:
+        return None
+    (t_a, c_a, q_a, _), (t_b, c_b, q_b, load) = pair[0], pair[-1]
+    d = [b - a for a, b in zip(c_a, c_b)]
+    total = sum(d[:8]) or 1
+    hz = os.sysconf("SC_CLK_TCK")
+    secs = t_b - t_a
+    busy = total - d[3] - d[4] - d[7]  # not idle, iowait or steal
+    qemu = q_b - q_a
+    return {"seconds": round(secs, 2), "steal_pct": round(100.0 * d[7] / total, 1),
+            "other_cores": round(max(0, busy - qemu) / hz / secs, 2) if secs > 0 else None,
+            "qemu_cores": round(qemu / hz / secs, 2) if secs > 0 else None, "load1": load}
 
 
 class ProgramResult:
