@@ -32,6 +32,6 @@ python3 tests/vm/experiments/nvme_peers.py --work-dir "$work/vm" \
   --libvfn "$work/libvfn/libvfn-perf" "$@"
 out=bench/nvme/results/peers-$(date +%Y%m%d)${DKQ_PEERS_TAG:+-$DKQ_PEERS_TAG}.json
 cp "$work/vm/results.json" "$out"
-python3 tests/vm/experiments/nvme_peers.py --report bench/nvme/results/peers-*.json \
+python3 tests/vm/experiments/nvme_peers.py --report "$out" \
   --markdown bench/nvme/PEERS.md --svg docs/nvme-peers.svg > /dev/null
 echo "results: $out; report: bench/nvme/PEERS.md, docs/nvme-peers.svg"
